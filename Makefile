@@ -1,0 +1,54 @@
+# mpo-repro: the two set-up commands are `make reproduce` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= config/config.yaml
+CORES ?= all
+SNAKE_ARGS ?=
+
+.PHONY: venv reproduce smoke test lint dryrun-paper lock envs bench clean-results
+
+$(STAMP): requirements/cpu.lock.txt requirements/nodeps.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -r requirements/cpu.lock.txt
+	$(VPY) -m pip install --no-deps -r requirements/nodeps.txt
+	$(VPY) -m pip install --no-deps --no-build-isolation -e .
+	touch $@
+
+## venv: create .venv from the CPU lock (torch 2.13.0 CPU)
+venv: $(STAMP)
+
+## reproduce: run the whole pipeline on CONFIG (default: config/config.yaml), offline, CPU
+reproduce: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) $(SNAKE_ARGS)
+
+## smoke: the CI-scale pipeline (tiny random model)
+smoke: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/smoke.yaml $(SNAKE_ARGS)
+
+## test: the test suite (what CI runs)
+test: $(STAMP)
+	$(VPY) -m pytest -q
+
+## lint: snakemake --lint
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint
+
+## dryrun-paper: the paper-scale DAG (no network needed)
+dryrun-paper: $(STAMP)
+	$(VENV)/bin/snakemake -n --configfile config/paper.yaml
+
+## lock: regenerate both lock files and envs/*.yaml from requirements/*.in (needs PyPI access)
+lock: $(STAMP)
+	$(VPY) -m pip install -q uv==0.13.9
+	$(VENV)/bin/uv pip compile requirements/cpu.in -o requirements/cpu.lock.txt --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --find-links /opt/wheels --no-header
+	$(VENV)/bin/uv pip compile requirements/gpu.in -o requirements/gpu.lock.txt --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --override requirements/gpu.overrides.txt --no-header
+	$(VPY) -m mpo.envs write
+
+## envs: regenerate envs/*.yaml from the lock files
+envs: $(STAMP)
+	$(VPY) -m mpo.envs write

@@ -1,0 +1,20 @@
+# mpo-repro: reproduce "Beyond Token-Level Policy Gradients for Complex Reasoning with LLMs" (MPO) end to end.
+#   snakemake --cores all                                  # default config (config/config.yaml)
+#   snakemake --cores all --configfile config/smoke.yaml   # CI scale
+#   snakemake --configfile config/paper.yaml --workflow-profile profiles/slurm   # paper scale
+# All logic lives in the `mpo` package (src/mpo); rules only call its CLIs.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_TARGETS,
