@@ -173,8 +173,14 @@ class TestBlockLogRatio:
     @pytest.mark.parametrize("agg", algos.LOSS_AGGS)
     @pytest.mark.parametrize(
         "K,gamma,form",
-        [(1, 0.5, "weighted_log_sum"), (1, 0.5, "product"), (4, 0.5, "weighted_log_sum"), (5, 1.0, "weighted_log_sum"),
-         (3, 0.0, "weighted_log_sum"), (4, 1.7, "weighted_log_sum")],
+        [
+            (1, 0.5, "weighted_log_sum"),
+            (1, 0.5, "product"),
+            (4, 0.5, "weighted_log_sum"),
+            (5, 1.0, "weighted_log_sum"),
+            (3, 0.0, "weighted_log_sum"),
+            (4, 1.7, "weighted_log_sum"),
+        ],
     )
     def test_k1_or_zero_share_is_ppo_bit_exact(self, K, gamma, form, agg):
         weights = mtp_weights(K, gamma, total=0.0)
@@ -190,7 +196,8 @@ class TestBlockLogRatio:
 
     def test_nonzero_share_differs_from_ppo(self):
         """Guard that the bit-exact test above can fail: with W > 0 the ratio is not PPO's."""
-        (lr_p, loss_p, g_p, _), (lr_m, loss_m, g_m, _) = ppo_and_mpo(4, mtp_weights(4, 0.5, total=0.2), "weighted_log_sum", "token-mean")
+        weights = mtp_weights(4, 0.5, total=0.2)
+        (lr_p, _, g_p, _), (lr_m, _, g_m, _) = ppo_and_mpo(4, weights, "weighted_log_sum", "token-mean")
         assert not torch.equal(lr_m, lr_p) and not torch.equal(g_m, g_p)
         assert g_m[..., 1:].abs().sum() > 0  # the MTP terms carry gradient
 
@@ -234,8 +241,6 @@ class TestBlockLogRatio:
                     avail = [j for j in range(K) if t + j < L]
                     want = float(weights[k]) / sum(float(weights[j]) for j in avail) if k in avail else 0.0
                     assert got[b, t].item() == pytest.approx(want, abs=1e-6), (b, t, k)
-        # near the end of a long row the last token has only the backbone term: weight 1
-        assert got.shape == (len(LENGTHS), T)
 
     @pytest.mark.parametrize("form", algos.RATIO_FORMS)
     @pytest.mark.parametrize("total", [0.3, 1.0])

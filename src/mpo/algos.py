@@ -127,8 +127,8 @@ def gae(
     Args: token_rewards, values, mask: [B, T]. Rows may have different lengths; positions with
     mask 0 are skipped (the running value and advantage are carried through them, so beyond L_b the
     next value is 0). No whitening (use ``masked_whiten`` for that).
-    Returns: (advantages, returns), each [B, T], zero where mask is 0. Computed without gradient
-    tracking concerns: callers pass detached values.
+    Returns: (advantages, returns), each [B, T], zero where mask is 0. Callers pass detached values
+    (advantages are targets, not differentiated through).
     """
     m = _bool(mask)
     zero = torch.zeros_like(values[:, 0])
@@ -159,7 +159,9 @@ def group_advantages(
     by taking std = 0 there). Returns [N], the same dtype as rewards (floating).
     """
     if group_size < 1 or rewards.numel() % group_size != 0:
-        raise ValueError(f"group_advantages: {rewards.numel()} rewards are not a whole number of groups of {group_size}")
+        raise ValueError(
+            f"group_advantages: {rewards.numel()} rewards are not a whole number of groups of {group_size}"
+        )
     r = rewards.reshape(-1, group_size)
     if group_size == 1:
         return torch.zeros_like(rewards)
@@ -308,7 +310,7 @@ def block_log_ratio(
         w = torch.where(valid, weights.to(device=logp.device, dtype=logp.dtype), zero)
         norm = w.sum(-1, keepdim=True)
         w = torch.where(norm > 0, w, valid.to(logp.dtype))  # all-zero weights -> equal weights
-        norm = torch.ones_like(w.sum(-1))
+        norm = w.sum(-1)
         norm = torch.where(norm > 0, norm, torch.ones_like(norm))  # padding: avoid 0/0 (also in backward)
         out = (terms * w).sum(-1) / norm
     return torch.where(_bool(mask), out, zero)
