@@ -76,7 +76,8 @@ def count_letters(rng):
     letters = "".join(sorted(rng.sample("abcdefghijklmnopqrstuvwxyz", rng.randint(2, 5))))
     def expect(s):
         return sum(s.lower().count(c) for c in letters)
-    inputs = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz ABCDE") for _ in range(rng.randint(0, 20))) for _ in range(3)]
+    pool = letters + letters.upper() + "abcdefghijklmnopqrstuvwxyz "
+    inputs = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 16))) for _ in range(3)]
     return ("count_letters",
             f"Write a function to count how many characters of a string are one of the letters '{letters}', ignoring case.",
             f"def count_letters(s):\n    return sum(1 for c in s.lower() if c in '{letters}')\n",
@@ -102,16 +103,18 @@ def filter_divisible(rng):
     return ("filter_divisible",
             f"Write a function to return the {what} of a list of integers, in their original order.",
             f"def filter_divisible(nums):\n    return [x for x in nums if x % {k} == 0]\n",
-            [((xs,), list(filter(lambda x: x - k * (x // k) == 0, xs))) for xs in (_ints(rng, rng.randint(0, 8)) for _ in range(3))])
+            [((xs,), list(filter(lambda x: x - k * (x // k) == 0, xs)))
+             for xs in ([rng.choice([k * rng.randint(-5, 5), rng.randint(-20, 20)]) for _ in range(rng.randint(0, 8))]
+                        for _ in range(3))])
 
 
 def max_affine(rng):
     a = rng.choice([v for v in range(-5, 6) if v])
     b = rng.randint(-10, 10)
-    expr = f"{a}*x {'+' if b >= 0 else '-'} {abs(b)}"
+    expr = {1: "x", -1: "-x"}.get(a, f"{a}*x") + (f" + {b}" if b > 0 else f" - {-b}" if b < 0 else "")
     return ("max_affine",
             f"Write a function to find the maximum of {expr} over the elements x of a non-empty list of integers.",
-            f"def max_affine(nums):\n    return max({a} * x + {b} for x in nums)\n",
+            f"def max_affine(nums):\n    return max({a} * x{f' + {b}' if b > 0 else f' - {-b}' if b < 0 else ''} for x in nums)\n",
             [((xs,), sorted(a * x + b for x in xs)[-1]) for xs in (_ints(rng, rng.randint(1, 7)) for _ in range(3))])
 
 
@@ -124,7 +127,8 @@ def rotate_string(rng):
         return out
     body = "s[k:] + s[:k]" if side == "left" else "s[len(s) - k:] + s[:len(s) - k]"
     return ("rotate_string",
-            f"Write a function to rotate a string to the {side} by {k} characters, wrapping around (the empty string stays empty).",
+            f"Write a function to rotate a string to the {side} by {k} characters, wrapping around "
+            f"(the empty string stays empty).",
             f"def rotate_string(s):\n    if not s:\n        return s\n    k = {k} % len(s)\n    return {body}\n",
             [((s,), expect(s)) for s in ("".join(rng.choice("abcdefgh") for _ in range(rng.randint(0, 9))) for _ in range(3))])
 
@@ -173,8 +177,9 @@ def count_pairs(rng):
         return same + sum(c[x] * c[t - x] for x in c if x < t - x)
     return ("count_pairs",
             f"Write a function to count the pairs of positions i < j in a list of integers whose elements sum to {t}.",
-            f"def count_pairs(nums):\n    n = len(nums)\n    return sum(1 for i in range(n) for j in range(i + 1, n) if nums[i] + nums[j] == {t})\n",
-            [((xs,), expect(xs)) for xs in (_ints(rng, rng.randint(0, 9), -3, 12) for _ in range(3))])
+            f"def count_pairs(nums):\n    n = len(nums)\n"
+            f"    return sum(1 for i in range(n) for j in range(i + 1, n) if nums[i] + nums[j] == {t})\n",
+            [((xs,), expect(xs)) for xs in (_ints(rng, rng.randint(2, 9), t // 2 - 5, t // 2 + 5) for _ in range(3))])
 
 
 def kth_smallest(rng):
@@ -191,7 +196,8 @@ def kth_smallest(rng):
         if len(set(xs)) >= k:
             cases.append(((xs,), expect(xs)))
     return ("kth_smallest",
-            f"Write a function to find the {ORDINALS[k]} distinct value of a list of integers (it has at least {k} distinct values).",
+            f"Write a function to find the {ORDINALS[k]} distinct value of a list of integers "
+            f"(it has at least {k} distinct values).",
             f"def kth_smallest(nums):\n    return sorted(set(nums))[{k - 1}]\n",
             cases)
 
@@ -231,7 +237,8 @@ def product_mod(rng):
     return ("product_mod",
             f"Write a function to compute the product of the elements of a list of integers modulo {m} "
             f"(the product of an empty list is 1).",
-            f"def product_mod(nums):\n    result = 1\n    for x in nums:\n        result = (result * x) % {m}\n    return result % {m}\n",
+            f"def product_mod(nums):\n    result = 1\n    for x in nums:\n        result = (result * x) % {m}\n"
+            f"    return result % {m}\n",
             [((xs,), math.prod(xs) % m) for xs in (_ints(rng, rng.randint(0, 7), -30, 30) for _ in range(3))])
 
 
@@ -248,7 +255,7 @@ def exactly_k_times(rng):
             f"Write a function to return the distinct elements that appear {times} in a list, in order of first appearance.",
             f"from collections import Counter\n\ndef exactly_k_times(nums):\n    counts = Counter(nums)\n"
             f"    return [x for x in dict.fromkeys(nums) if counts[x] == {k}]\n",
-            [((xs,), expect(xs)) for xs in (_ints(rng, rng.randint(0, 10), 0, 5) for _ in range(3))])
+            [((xs,), expect(xs)) for xs in (_ints(rng, rng.randint(3, 12), 0, 4) for _ in range(3))])
 
 
 def longest_run(rng):
@@ -256,7 +263,8 @@ def longest_run(rng):
     def expect(s):
         return max([len(part) for part in "".join(ch if ch == c else " " for ch in s).split()], default=0)
     return ("longest_run",
-            f"Write a function to find the length of the longest run of consecutive '{c}' characters in a string (0 if there is none).",
+            f"Write a function to find the length of the longest run of consecutive '{c}' characters in a string "
+            f"(0 if there is none).",
             f"def longest_run(s):\n    best = cur = 0\n    for ch in s:\n        cur = cur + 1 if ch == '{c}' else 0\n"
             f"        best = max(best, cur)\n    return best\n",
             [((s,), expect(s)) for s in (_runs(rng) for _ in range(3))])

@@ -29,6 +29,7 @@ import os
 import re
 
 from mpo.data import make_record
+from mpo.graders.math import extract_boxed
 
 HUB_SOURCES = {
     # source: (repo, [configs])
@@ -44,9 +45,8 @@ class HubUnavailableError(RuntimeError):
     """A hub dataset is neither cached locally nor downloadable."""
 
 
-def cache_commands(source: str) -> list[str]:
-    """Shell commands that put a hub source into the local cache (run them where there is network)."""
-    repo, configs = HUB_SOURCES[source]
+def cache_commands(repo: str, configs: list[str | None]) -> list[str]:
+    """Shell commands that put a hub dataset into the local cache (run them where there is network)."""
     cmds = [f"hf download --repo-type dataset {repo}"]
     for config in configs:
         args = f"'{repo}'" + (f", '{config}'" if config else "")
@@ -101,11 +101,11 @@ def load_rows(repo: str, config: str | None, split: str) -> list[dict]:
         with ctx:
             ds = datasets.load_dataset(repo, config, split=split)
     except Exception as e:  # ConnectionError, FileNotFoundError, DatasetNotFoundError, ...
-        source = next(s for s, (r, _) in HUB_SOURCES.items() if r == repo)
         why = ("offline mode is set (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)" if _env_offline()
                else "the hub is unreachable" if offline else "loading failed")
         hf_home = os.environ.get("HF_HOME", "~/.cache/huggingface")
-        cmds = "\n".join("    " + c for c in cache_commands(source))
+        configs = next((c for r, c in HUB_SOURCES.values() if r == repo), [config])
+        cmds = "\n".join("    " + c for c in cache_commands(repo, configs))
         raise HubUnavailableError(
             f"cannot load hub dataset {repo} (config {config!r}, split {split!r}): it is not in the local "
             f"cache and {why} [{type(e).__name__}: {e}].\n"
@@ -119,24 +119,6 @@ def load_rows(repo: str, config: str | None, split: str) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces balanced; ``\\boxed 5`` too)."""
-    best = None
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*(\{)?", text):
-        if m.group(1) is None:  # "\boxed 5" form: up to whitespace or $
-            token = re.match(r"[^\s$]+", text[m.end():])
-            if token:
-                best = token.group(0)
-            continue
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            best = text[m.end():i - 1].strip()
-    return best
-
 
 def final_answer_sentence(gold: str) -> str:
     return f"The final answer is \\boxed{{{gold}}}."
@@ -169,7 +151,7 @@ def gsm8k_record(row: dict, split: str, index: int, family: str) -> dict:
 
 def math_record(row: dict, split: str, index: int, family: str) -> dict | None:
     """None when the solution has no \\boxed answer (counted as dropped by the caller)."""
-    gold = last_boxed(row["solution"])
+    gold = extract_boxed(row["solution"])
     if not gold:
         return None
     return make_record(id=f"math-{split}-{index}", source="DigitalLearningGmbH/MATH-lighteval", split=split,

@@ -23,7 +23,7 @@ MATH_INSTRUCTION = "Please reason step by step, and put your final answer within
 
 _TEMPLATES = {
     family: {
-        "math": "{question}\n\n" + MATH_INSTRUCTION,
+        "math": "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
         "code_tests": (
             "You are an expert Python programmer, and here is your task: {question}\n\n"
             "Your code should pass these tests:\n\n{tests}\n\n"

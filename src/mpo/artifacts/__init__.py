@@ -1,0 +1,1 @@
+"""Artifacts: the paper's tables and figures rebuilt from this project's results."""
