@@ -5,7 +5,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 # Rules run `python -m mpo.<module>` from the repo's src/ (also inside conda envs, where mpo is not installed).
-shell.prefix(f"set -euo pipefail; export PYTHONPATH='{Path(workflow.basedir) / 'src'}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+# Without --sdm conda, `python` must be the interpreter running Snakemake (the project's .venv), not
+# whatever `python` comes first on PATH.
+from snakemake.settings.types import DeploymentMethod  # noqa: E402
+
+_USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+_VENV_PATH = "" if _USE_CONDA else f"export PATH='{Path(sys.executable).parent}':$PATH; "
+shell.prefix(f"set -euo pipefail; {_VENV_PATH}export PYTHONPATH='{Path(workflow.basedir) / 'src'}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 import yaml  # noqa: E402
 from mpo.config import config_hash, load_config, validate_config  # noqa: E402
@@ -33,8 +39,13 @@ ENV_DIR = "envs/gpu" if config["device"] == "cuda" else "envs"
 
 
 def env(group):
-    """Conda environment file of a rule group (GPU lock when the config runs on CUDA)."""
-    return f"{ENV_DIR}/{group}.yaml"
+    """Conda environment file of a rule group (GPU lock when the config runs on CUDA).
+
+    Snakemake resolves a relative `conda:` path against the file that holds the rule (workflow/rules/*.smk), so the
+    path climbs to the repository root; with `envs/...` it would look for workflow/rules/envs/ and every finished job
+    would fail while recording its metadata.
+    """
+    return f"../../{ENV_DIR}/{group}.yaml"
 
 
 def res(kind="default"):
