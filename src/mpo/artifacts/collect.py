@@ -1,0 +1,241 @@
+"""The data behind each figure, as tidy DataFrames (written next to the figure as CSV).
+
+``<fig>_data(cfg, results) -> DataFrame``; every frame has a ``status`` column: ``ok`` or ``MISSING`` (the run,
+evaluation or warm-up file is absent — a MISSING row carries no numbers, never a guess). Rows follow the config's
+order (models, then datasets, then the experiment's variants), so the CSV is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from mpo.artifacts.common import (
+    METHOD_LABELS,
+    MISSING,
+    ZERO_SHOT,
+    eval_pass1,
+    experiment,
+    load_json,
+    load_metrics,
+    variant_label,
+    variant_params,
+    warmup_metrics_path,
+)
+from mpo.artifacts.metrics import module_columns, ratio_var_column
+
+OK = "ok"
+
+
+def meta(cfg: dict) -> dict:
+    """What every figure prints in its title: the scale and the config name."""
+    return {"scale": cfg["scale"], "config": cfg["name"]}
+
+
+def _vinfo(cfg: dict, v: str) -> dict:
+    p = variant_params(cfg, v)
+    return {"variant": v, "method": p["method"], "label": variant_label(cfg, v), "K": p["K"], "gamma": p["gamma"],
+            "mtp_share": p["mtp_share"], "value_heads": p["value_heads"], "mtp_grad": p["mtp_grad"]}
+
+
+def _mean(s: pd.Series | None) -> float:
+    if s is None:
+        return math.nan
+    s = pd.to_numeric(s, errors="coerce").dropna()
+    return float(s.mean()) if len(s) else math.nan
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def fig3_data(cfg: dict, results) -> pd.DataFrame:
+    """pass@1 on GSM8K and MATH of zero-shot and every method of the `main` experiment."""
+    e = experiment(cfg, "main")
+    cols = ([ZERO_SHOT] if e.zero_shot else []) + e.variants
+    rows = []
+    for m in e.models:
+        for d in [x for x in ("gsm8k", "math") if x in e.datasets + e.skipped_datasets]:
+            for v in cols:
+                info = ({"variant": ZERO_SHOT, "method": ZERO_SHOT, "label": METHOD_LABELS[ZERO_SHOT]} if v == ZERO_SHOT
+                        else {k: _vinfo(cfg, v)[k] for k in ("variant", "method", "label")})
+                if sum(variant_params(cfg, x)["method"] == info["method"] for x in e.variants) <= 1 or v == ZERO_SHOT:
+                    info["label"] = METHOD_LABELS.get(info["method"], info["method"].upper())
+                p1 = eval_pass1(results, m, d, v, cfg) if d in e.datasets else None
+                rows.append({"model": m, "dataset": d, **info, "pass_at_1": p1,
+                             "status": OK if p1 is not None else MISSING})
+    return pd.DataFrame(rows, columns=["model", "dataset", "variant", "method", "label", "pass_at_1", "status"])
+
+
+FIG4_COLUMNS = ["model", "dataset", "variant", "label", "mtp_share", "K", "gamma", "step", "ratio_var",
+                "ratio_var_of", "clip_frac", "status"]
+
+
+def fig4_data(cfg: dict, results) -> pd.DataFrame:
+    """Per-step variance of the importance ratio (rtilde for MPO, the token ratio for PPO) and clip fraction."""
+    e = experiment(cfg, "mtp_share")
+    rows = []
+    for m in e.models:
+        for d in e.datasets:
+            for v in e.variants:
+                info = _vinfo(cfg, v)
+                base = {"model": m, "dataset": d, "variant": v, "label": info["label"], "mtp_share": info["mtp_share"],
+                        "K": info["K"], "gamma": info["gamma"]}
+                df = load_metrics(results, m, d, v, cfg)
+                if df is None or "step" not in df.columns:
+                    rows.append({**base, "status": MISSING})
+                    continue
+                rc = ratio_var_column(df)
+                for _, r in df.iterrows():
+                    rows.append({**base, "step": int(r["step"]),
+                                 "ratio_var": r[rc] if rc else math.nan, "ratio_var_of": rc or "",
+                                 "clip_frac": r["clip_frac"] if "clip_frac" in df.columns else math.nan,
+                                 "status": OK})
+    return pd.DataFrame(rows, columns=FIG4_COLUMNS)
+
+
+FIG6_COLUMNS = ["model", "dataset", "variant", "label", "mtp_share", "K", "gamma", "pass_at_1", "ratio_var_mean",
+                "clip_frac_mean", "eval_status", "run_status"]
+
+
+def fig6_data(cfg: dict, results) -> pd.DataFrame:
+    """pass@1, mean ratio variance and mean clip fraction against the cumulative MTP share W."""
+    e = experiment(cfg, "mtp_share")
+    rows = []
+    for m in e.models:
+        for d in e.datasets:
+            for v in e.variants:
+                info = _vinfo(cfg, v)
+                p1 = eval_pass1(results, m, d, v, cfg)
+                df = load_metrics(results, m, d, v, cfg)
+                rc = ratio_var_column(df) if df is not None else None
+                rows.append({
+                    "model": m, "dataset": d, "variant": v, "label": info["label"], "mtp_share": info["mtp_share"],
+                    "K": info["K"], "gamma": info["gamma"], "pass_at_1": p1,
+                    "ratio_var_mean": _mean(df[rc]) if rc else math.nan,
+                    "clip_frac_mean": _mean(df["clip_frac"]) if (df is not None and "clip_frac" in df.columns) else math.nan,
+                    "eval_status": OK if p1 is not None else MISSING,
+                    "run_status": OK if df is not None else MISSING,
+                })
+    out = pd.DataFrame(rows, columns=FIG6_COLUMNS)
+    return out.sort_values(["model", "dataset", "mtp_share"], kind="stable").reset_index(drop=True)
+
+
+FIG7_COLUMNS = ["model", "dataset", "variant", "label", "K", "mtp_share", "source", "step", "module", "mean_rank",
+                "top1", "grad_norm", "status"]
+
+
+def _warmup_rows(results, model: str, K: int) -> list[dict] | None:
+    """Held-out top-1 / mean rank per MTP module before and after the warm-up (mpo.warmup's metrics.json:
+    ``heldout.{before,after}.{top1,mean_rank}``, one entry per predictor, index 0 = the backbone), or None if absent."""
+    w = load_json(warmup_metrics_path(results, model, K))
+    if w is None:
+        return None
+    rows = []
+    for phase in ("before", "after"):
+        block = (w.get("heldout") or {}).get(phase) or w.get(phase) or {}
+        top1, rank = block.get("top1") or [], block.get("mean_rank") or []
+        for k in range(1, int(K)):
+            rows.append({"source": f"warmup_{phase}", "module": k,
+                         "top1": top1[k] if k < len(top1) else math.nan,
+                         "mean_rank": rank[k] if k < len(rank) else math.nan})
+    return rows
+
+
+def fig7_data(cfg: dict, results) -> pd.DataFrame:
+    """Per step and MTP module: mean rank and top-1 of the realised token, batch grad norm; warm-up held-out rows."""
+    e = experiment(cfg, "mtp_noise")
+    rows = []
+    warm_done = set()
+    for m in e.models:
+        for d in e.datasets:
+            for v in e.variants:
+                info = _vinfo(cfg, v)
+                base = {"model": m, "dataset": d, "variant": v, "label": info["label"], "K": info["K"],
+                        "mtp_share": info["mtp_share"]}
+                if info["K"] and info["K"] > 1 and (m, info["K"]) not in warm_done:
+                    warm_done.add((m, info["K"]))
+                    wr = _warmup_rows(results, m, info["K"])
+                    if wr is None:
+                        rows.append({**base, "dataset": "", "variant": "", "label": f"warm-up K={info['K']}",
+                                     "mtp_share": math.nan, "source": "warmup", "status": MISSING})
+                    else:
+                        rows += [{**base, "dataset": "", "variant": "", "label": f"warm-up K={info['K']}",
+                                  "mtp_share": math.nan, **r, "status": OK} for r in wr]
+                df = load_metrics(results, m, d, v, cfg)
+                if df is None or "step" not in df.columns:
+                    rows.append({**base, "source": "train", "status": MISSING})
+                    continue
+                ranks, top1s = module_columns(df, "mtp_rank"), module_columns(df, "mtp_top1")
+                for k in sorted(set(ranks) | set(top1s)):
+                    for _, r in df.iterrows():
+                        rows.append({**base, "source": "train", "step": int(r["step"]), "module": k,
+                                     "mean_rank": r[ranks[k]] if k in ranks else math.nan,
+                                     "top1": r[top1s[k]] if k in top1s else math.nan,
+                                     "grad_norm": r["grad_norm"] if "grad_norm" in df.columns else math.nan,
+                                     "status": OK})
+    return pd.DataFrame(rows, columns=FIG7_COLUMNS)
+
+
+CURVE_METRICS = ["reward", "response_length", "approx_kl", "clip_frac"]
+LONG_COLUMNS = ["model", "dataset", "variant", "method", "label", "mtp_grad", "step", "metric", "value", "status"]
+
+
+def _long_metrics(cfg: dict, results, exp: str, metrics: list[str]) -> list[dict]:
+    e = experiment(cfg, exp)
+    rows = []
+    for m in e.models:
+        for d in e.datasets:
+            for v in e.variants:
+                info = _vinfo(cfg, v)
+                base = {"model": m, "dataset": d, "variant": v, "method": info["method"], "label": info["label"],
+                        "mtp_grad": info["mtp_grad"] or ""}
+                df = load_metrics(results, m, d, v, cfg)
+                if df is None or "step" not in df.columns:
+                    rows.append({**base, "status": MISSING})
+                    continue
+                for metric in metrics:
+                    if metric == "ratio_var":
+                        col = ratio_var_column(df)
+                    else:
+                        col = metric if metric in df.columns else None
+                    if col is None:
+                        continue
+                    for step, val in zip(df["step"], df[col]):
+                        rows.append({**base, "step": int(step), "metric": metric, "value": val, "status": OK})
+    return rows
+
+
+def curves_data(cfg: dict, results) -> pd.DataFrame:
+    """Reward, response length, approx. KL and clip fraction per step for every method of the `curves` experiment."""
+    return pd.DataFrame(_long_metrics(cfg, results, "curves", CURVE_METRICS), columns=LONG_COLUMNS)
+
+
+REGIME_METRICS = ["reward", "ratio_var", "clip_frac", "grad_norm", "mtp_top1/k1"]
+
+
+def regimes_data(cfg: dict, results) -> pd.DataFrame:
+    """The three MTP gradient regimes: per-step curves plus final pass@1 (metric 'pass_at_1', no step)."""
+    rows = _long_metrics(cfg, results, "regimes", REGIME_METRICS)
+    e = experiment(cfg, "regimes")
+    for m in e.models:
+        for d in e.datasets:
+            for v in e.variants:
+                info = _vinfo(cfg, v)
+                p1 = eval_pass1(results, m, d, v, cfg)
+                rows.append({"model": m, "dataset": d, "variant": v, "method": info["method"], "label": info["label"],
+                             "mtp_grad": info["mtp_grad"] or "", "metric": "pass_at_1", "value": p1,
+                             "status": OK if p1 is not None else MISSING})
+    out = pd.DataFrame(rows, columns=LONG_COLUMNS)
+    out["step"] = out["step"].astype("Int64")
+    return out
+
+
+FIGURE_DATA = {
+    "fig3": fig3_data,
+    "fig4": fig4_data,
+    "fig6": fig6_data,
+    "fig7": fig7_data,
+    "curves": curves_data,
+    "regimes": regimes_data,
+}

@@ -1,0 +1,271 @@
+"""Paper artifacts (mpo.artifacts): experiments, variant parameters, tables and figure data from the synthetic fixture
+results (tests/fixtures/runs), explicit MISSING handling, deterministic figure files, CLI and notebooks."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from mpo.artifacts import collect, common, figures, render, tables  # noqa: E402
+from mpo.artifacts.common import MISSING, NA  # noqa: E402
+from mpo.config import ConfigError, load_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "fixtures" / "runs"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(FIXTURE / "config.yaml")
+
+
+def _rows(table, **match):
+    return [r for r in table.rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def _eval(model, dataset, variant):
+    return json.loads((FIXTURE / "eval" / model / dataset / variant / "summary.json").read_text())["pass@1"]
+
+
+# ------------------------------------------------------------------------------------------------ experiments
+
+
+@pytest.mark.parametrize("name", ["smoke", "config", "paper"])
+def test_every_experiment_of_the_shipped_configs_resolves(repo, name):
+    cfg = load_config(repo / "config" / f"{name}.yaml")
+    for exp in common.EXPERIMENT_USES:
+        e = common.experiment(cfg, exp)
+        assert e.models and e.variants
+        assert set(e.models) <= set(cfg["models"])
+        for v in e.variants:
+            common.variant_params(cfg, v)
+
+
+def test_experiment_models_default_to_all_and_can_shrink(cfg):
+    assert common.experiment(cfg, "main").models == ["tiny-a", "tiny-b"]
+    assert common.experiment(cfg, "ablation_k").models == ["tiny-a"]
+    runs = common.experiment_runs(cfg, "ablation_k")
+    assert runs == [("tiny-a", d, v) for d in ("gsm8k", "math") for v in ("mpo_k2", "mpo_k3", "mpo_k5")]
+
+
+def test_experiment_errors_name_the_key(repo):
+    with pytest.raises(ConfigError, match="experiments.ablation_k.models"):
+        common.experiment(load_config(repo / "config" / "smoke.yaml",
+                                      overrides={"experiments": {"ablation_k": {"models": ["nope"]}}}), "ablation_k")
+    with pytest.raises(ConfigError, match="experiments.main.variants"):
+        common.experiment(load_config(repo / "config" / "smoke.yaml",
+                                      overrides={"experiments": {"main": {"variants": ["ppo", "nope"]}}}), "main")
+    with pytest.raises(ConfigError, match="'experiments.main.foo'|experiments.main"):
+        load_config(repo / "config" / "smoke.yaml", overrides={"experiments": {"main": {"foo": 1}}})
+    with pytest.raises(ConfigError, match="experiments.nope|'experiments'"):
+        load_config(repo / "config" / "smoke.yaml", overrides={"experiments": {"nope": {}}})
+
+
+def test_variant_params_follow_aliases_and_w1(cfg):
+    p = common.variant_params(cfg, "mpo_k5")
+    assert (p["canonical"], p["method"], p["K"], p["gamma"], p["mtp_share"]) == ("mpo", "mpo", 5, 0.7, 0.2)
+    assert common.run_dir("R", "m", "d", "mpo_k5", cfg) == Path("R/runs/m/d/mpo")
+    assert common.eval_dir("R", "m", "d", "zero_shot", cfg) == Path("R/eval/m/d/zero_shot")
+    assert common.variant_params(cfg, "ppo")["mtp_share"] == 0.0 and common.variant_params(cfg, "ppo")["K"] == 1
+    w1cfg = dict(cfg, variants={**cfg["variants"], "mpo_w1": {"method": "mpo", "K": 3, "gamma": 0.5, "w1": 0.2}})
+    assert common.variant_params(w1cfg, "mpo_w1")["mtp_share"] == pytest.approx(0.2 + 0.1)
+
+
+def test_pass_at_1_parsing():
+    assert common.pass_at_1(None) is None
+    assert common.pass_at_1({}) is None
+    assert common.pass_at_1({"pass@1": float("nan")}) is None
+    assert common.pass_at_1({"pass@1": 0.25, "accuracy": 0.9}) == 0.25
+    assert common.fmt(None) == MISSING and common.fmt(float("nan")) == MISSING and common.fmt(0.1234) == "0.123"
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def test_table1_ours_and_paper(cfg):
+    t = tables.table1(cfg, FIXTURE)
+    assert t.columns == ["Model", "Source", "Zero-shot", "GRPO", "DAPO", "PPO", "MPO"]
+    (a,) = _rows(t, Model="tiny-a")
+    assert a["Source"] == "ours (smoke)"
+    assert a["MPO"] == f"{_eval('tiny-a', 'code', 'mpo'):.3f}"
+    assert a["Zero-shot"] == f"{_eval('tiny-a', 'code', 'zero_shot'):.3f}"
+    (p,) = _rows(t, Model="deepseek-r1-distill-qwen-1.5b")
+    assert (p["Source"], p["Zero-shot"], p["MPO"]) == ("paper", "0.451", "0.640")
+    md = common.table_markdown(t, cfg)
+    assert "scale `smoke`" in md and "| tiny-a | ours (smoke) |" in md
+
+
+def test_missing_inputs_are_marked_never_guessed(cfg):
+    t5b = tables.table5b(cfg, FIXTURE)
+    (row,) = _rows(t5b, Source="ours (smoke)", **{"γ (decay)": "0.9"})
+    assert row["W=0.3 / paper col 3"] == MISSING  # the fixture has no eval of mpo_g09_w30 on gsm8k
+    assert row["W=0.1 / paper col 1"] == f"{_eval('tiny-a', 'gsm8k', 'mpo_g09_w10'):.3f}"
+    assert [r["γ (decay)"] for r in _rows(t5b, Source="paper")] == [f"paper row {i} (value lost)" for i in (1, 2, 3)]
+    t6 = tables.table6(cfg, FIXTURE)
+    (vh,) = _rows(t6, Model="tiny-a", Setting="MPO + MTP value heads")
+    assert vh["MATH K=5"] == MISSING and vh["GSM8K K=5"] != MISSING
+    (paper,) = _rows(t6, Source="paper", Setting="MPO + MTP value heads")
+    assert paper["MATH K=5"] == "0.762"
+
+
+def test_every_table_of_an_empty_results_root_is_missing(cfg, tmp_path):
+    for name, fn in tables.TABLES.items():
+        t = fn(cfg, tmp_path)
+        ours = [r for r in t.rows if str(r.get("Source", "")).startswith("ours")]
+        if name == "table5":  # from the config alone
+            assert not ours
+            continue
+        assert ours, name
+        numeric = [c for c in t.columns if c not in ("Model", "Source", "Dataset", "Setting", "Method", "γ (decay)",
+                                                       "Memory fraction")]
+        for r in ours:
+            assert all(r[c] in (MISSING, NA) for c in numeric), (name, r)
+            assert any(r[c] == MISSING for c in numeric), (name, r)
+        paper = [r for r in t.rows if str(r.get("Source", "")).startswith("paper")]
+        assert paper and all(r[c] != MISSING for r in paper for c in numeric), name
+
+
+def test_one_deleted_file_makes_exactly_one_cell_missing(cfg, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("baseline"))
+    before = tables.table5a(cfg, root)
+    (root / "eval" / "tiny-a" / "math" / "mpo_k3" / "summary.json").unlink()
+    after = tables.table5a(cfg, root)
+    diff = [(i, c) for i, (a, b) in enumerate(zip(before.rows, after.rows)) for c in a if a[c] != b[c]]
+    assert len(diff) == 1
+    i, c = diff[0]
+    assert after.rows[i]["Dataset"] == "MATH" and c == "K=3" and after.rows[i][c] == MISSING
+
+
+def test_table2_and_3_speed_memory(cfg):
+    t2 = tables.table2(cfg, FIXTURE)
+    (bench,) = [r for r in t2.rows if "benchmark" in r["Source"]]
+    assert (bench["PPO"], bench["MPO K=5"], bench["K=5 / PPO"]) == ("0.81", "0.98", f"{0.98 / 0.81:.2f}")
+    (paper,) = _rows(t2, Model="llama3.2-1b-instruct")
+    assert (paper["PPO"], paper["MPO K=3"]) == ("19.10", "25.00")
+    t3 = tables.table3(cfg, FIXTURE)
+    assert {r["Method"] for r in t3.rows} == {"PPO", "GRPO (group size 4)", "MPO (K=5)"}
+    (p,) = _rows(t3, Method="GRPO (group size 4)", Source="paper (A100 80GB)")
+    assert (p["Memory fraction"], p["Time per step (s)"]) == ("0.306", "43.7")
+
+
+def test_table2_without_benchmark_is_missing(cfg, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("baseline", "benchmarks"))
+    (bench,) = [r for r in tables.table2(cfg, root).rows if "benchmark" in r["Source"]]
+    assert bench["PPO"] == MISSING and bench["K=3 / PPO"] == MISSING
+
+
+def test_table5_renders_config_and_paper(repo):
+    cfg = load_config(repo / "config" / "config.yaml")
+    t = tables.table5(cfg)
+    (bs,) = _rows(t, Parameter="Train batch size")
+    assert bs["Paper"] == "256" and bs["Ours"] == f"{cfg['train']['batch_size']} {cfg['train']['batch_unit']}"
+    (lr,) = _rows(t, Parameter="Learning rate (actor)")
+    assert lr["Paper"] == NA and lr["Ours"] == f"{cfg['train']['lr']:g}"
+    (clr,) = _rows(t, Parameter="Learning rate (critic)")
+    assert clr["Ours"].startswith(f"{10 * cfg['train']['lr']:g}") if cfg["train"]["critic_lr"] is None else True
+    assert any(r["Section"] == "training (ours)" and r["Parameter"] == "ppo_epochs" for r in t.rows)
+    assert any(r["Parameter"] == "`mpo_k5`" and "alias=mpo" in r["Ours"] for r in t.rows)
+
+
+def test_table_csv_is_stable_and_has_scale(cfg, tmp_path):
+    t = tables.table1(cfg, FIXTURE)
+    common.write_table(t, cfg, tmp_path / "a.md", tmp_path / "a.csv")
+    common.write_table(tables.table1(cfg, FIXTURE), cfg, tmp_path / "b.md", tmp_path / "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    header, first = (tmp_path / "a.csv").read_text().splitlines()[:2]
+    assert header.startswith("config,scale,Model,Source") and first.startswith("fixture,smoke,tiny-a,ours (smoke)")
+
+
+# ------------------------------------------------------------------------------------------------ figure data
+
+
+def test_fig4_data_uses_the_block_ratio(cfg):
+    df = collect.fig4_data(cfg, FIXTURE)
+    assert set(df["status"]) == {"ok"}
+    assert sorted(df["mtp_share"].unique()) == [0.0, 0.1, 0.2, 0.3, 0.5]
+    mpo = df[df["variant"] == "mpo_k5"]
+    first = json.loads((FIXTURE / "runs/tiny-a/gsm8k/mpo/metrics.jsonl").read_text().splitlines()[0])
+    assert mpo.iloc[0]["ratio_var"] == pytest.approx(first["block_ratio_var"])
+    assert set(mpo["ratio_var_of"]) == {"block_ratio_var"}
+
+
+def test_fig7_data_reads_modules_and_warmup(cfg):
+    df = collect.fig7_data(cfg, FIXTURE)
+    train = df[df["source"] == "train"]
+    assert sorted(train["module"].unique()) == [1, 2, 3, 4]
+    warm = json.loads((FIXTURE / "models/tiny-a/mtp_k5/metrics.json").read_text())["heldout"]["after"]
+    after = df[df["source"] == "warmup_after"].set_index("module")
+    assert after.loc[1, "top1"] == warm["top1"][1]  # index 0 of the warm-up lists is the backbone
+
+
+def test_figure_data_of_an_empty_root_is_all_missing(cfg, tmp_path):
+    for name, fn in collect.FIGURE_DATA.items():
+        df = fn(cfg, tmp_path)
+        status = [c for c in df.columns if c.endswith("status")]
+        assert len(df) and (df[status] == MISSING).any(axis=1).all(), name
+        fig = figures.FIGURES[name](df, collect.meta(cfg))  # draws MISSING annotations, no exception
+        fig.savefig(tmp_path / f"{name}.png", dpi=30)
+
+
+def test_figures_are_deterministic_and_carry_no_timestamps(cfg, tmp_path):
+    df = collect.fig6_data(cfg, FIXTURE)
+    for i in (1, 2):
+        fig = figures.fig6(df, collect.meta(cfg))
+        figures.save(fig, tmp_path / f"f{i}.png", tmp_path / f"f{i}.pdf")
+    assert (tmp_path / "f1.png").read_bytes() == (tmp_path / "f2.png").read_bytes()
+    assert (tmp_path / "f1.pdf").read_bytes() == (tmp_path / "f2.pdf").read_bytes()
+    assert b"CreationDate" not in (tmp_path / "f1.pdf").read_bytes()
+    assert b"Software" not in (tmp_path / "f1.png").read_bytes()
+    assert "scale: smoke" in fig._suptitle.get_text()
+
+
+def test_figures_ignore_the_callers_rcparams(cfg, tmp_path):
+    df = collect.fig3_data(cfg, FIXTURE)
+    figures.save(figures.fig3(df, collect.meta(cfg)), tmp_path / "a.png")
+    with matplotlib.rc_context({"font.size": 20, "lines.linewidth": 5, "figure.dpi": 40}):
+        figures.save(figures.fig3(df, collect.meta(cfg)), tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------ CLI, notebooks
+
+
+def test_cli_renders_a_table_and_a_figure(tmp_path):
+    py = sys.executable
+    base = ["--config", str(FIXTURE / "config.yaml"), "--results", str(FIXTURE)]
+    subprocess.run([py, "-m", "mpo.artifacts", "fig3", *base, "--out-png", str(tmp_path / "f.png"),
+                    "--out-csv", str(tmp_path / "f.csv")], check=True, capture_output=True)
+    assert (tmp_path / "f.png").stat().st_size > 1000 and (tmp_path / "f.csv").read_text().startswith("model,")
+    from mpo.artifacts.__main__ import main
+
+    assert main(["table5a", *base, "--out-md", str(tmp_path / "t.md"), "--out-csv", str(tmp_path / "t.csv")]) == 0
+    assert "Table 5(a)" in (tmp_path / "t.md").read_text()
+    bad = subprocess.run([py, "-m", "mpo.artifacts", "table1", "--config", str(tmp_path / "nope.yaml"), "--results",
+                          str(FIXTURE), "--out-md", "x", "--out-csv", "y"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def test_notebooks_are_generated_and_thin():
+    import nbformat
+
+    proc = subprocess.run([sys.executable, str(REPO / "notebooks" / "make_notebooks.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in render.FIGURE_NAMES:
+        nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1
+        for key in ("config", "results", "out_png", "out_pdf", "out_csv"):
+            assert f"{key} = " in params[0].source
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert f"collect.{name}_data(" in code and f"figures.{name}(" in code
+        assert hasattr(collect, f"{name}_data") and hasattr(figures, name)
+        assert nb.metadata.kernelspec.name == "python3"
