@@ -27,7 +27,7 @@ def test_bad_config_key_stops_snakemake():
 
 
 def test_smoke_and_default_dags_differ():
-    smoke = run(snakemake_cmd("-n", "--configfile", "config/smoke.yaml")).stdout
-    default = run(snakemake_cmd("-n")).stdout
+    smoke = run(snakemake_cmd("-n", "-F", "--configfile", "config/smoke.yaml")).stdout
+    default = run(snakemake_cmd("-n", "-F")).stdout
     assert "tiny-llama" in smoke and "smollm2-135m" not in smoke
     assert "smollm2-135m" in default and "tiny-llama" not in default
