@@ -12,6 +12,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/mtp.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/artifacts.smk"
 
 
 rule all:

@@ -1,0 +1,431 @@
+"""MTP modules (mpo.mtp): architecture, causality, chunked log-probs vs a naive reference, gradient regimes,
+memory, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mpo.mtp import MTPArchitectureError, MTPModel, summarize_stats
+
+V = 211
+
+
+def tiny_llama(vocab=V, tie=True, seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=tie, max_position_embeddings=256,
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_qwen2(vocab=V, seed=0):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=False, max_position_embeddings=256,
+    )
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+def randomize_modules(mm: MTPModel, seed=1):
+    """Perturb module weights so that no module is an (accidental) identity copy of another."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in mm.mtp.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def padded_batch(vocab=V, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (3, 12), generator=g)
+    am = torch.ones_like(ids)
+    am[0, 9:] = 0  # right padding
+    am[1, :4] = 0  # left padding
+    am[2, :2] = 0  # both sides
+    am[2, 10:] = 0
+    return ids, am
+
+
+def reference(mm: MTPModel, ids, am, temperature=1.0):
+    """Naive reference: full [B, S, V] logits of every predictor, computed from the module components."""
+    pos = (am.long().cumsum(-1) - 1).clamp(min=0)
+    cap = {}
+
+    def hook(mod, args, kwargs, out):
+        cap.setdefault("h0", out)
+        cap.setdefault("kw", {k: v for k, v in kwargs.items() if k not in ("past_key_values", "use_cache")})
+
+    hd = mm.backbone.model.layers[-1].register_forward_hook(hook, with_kwargs=True)
+    try:
+        out = mm.backbone(input_ids=ids, attention_mask=am, position_ids=pos, use_cache=False)
+    finally:
+        hd.remove()
+    logits = [out.logits.float() / temperature]
+    h = cap["h0"]
+    emb = mm.backbone.model.embed_tokens(ids)
+    B, S = ids.shape
+    for k, mod in enumerate(mm.mtp, start=1):
+        e = torch.zeros_like(emb)
+        e[:, : S - k] = emb[:, k:]
+        u = mod.proj(torch.cat([mod.norm_h(h), mod.norm_e(e)], -1))
+        h = mod.block(u, **cap["kw"])
+        logits.append(mod.head.lm_head(mod.head.norm(h)).float() / temperature)
+    K = len(logits)
+    lp = torch.zeros(B, S, K)
+    valid = torch.zeros(B, S, K, dtype=torch.bool)
+    rank = torch.zeros(B, S, K, dtype=torch.long)
+    top1 = torch.zeros(B, S, K, dtype=torch.bool)
+    ent = torch.zeros(B, S)
+    for k, lg in enumerate(logits):
+        ls = torch.log_softmax(lg, -1)
+        for b in range(B):
+            for s in range(S):
+                t = s + k + 1
+                if t < S and am[b, s] and am[b, t]:
+                    valid[b, s, k] = True
+                    lp[b, s, k] = ls[b, s, ids[b, t]]
+                    rank[b, s, k] = (lg[b, s] > lg[b, s, ids[b, t]]).sum()
+                    top1[b, s, k] = lg[b, s].argmax() == ids[b, t]
+                    if k == 0:
+                        ent[b, s] = -(ls[b, s].exp() * ls[b, s]).sum()
+    return logits, lp, valid, rank, top1, ent
+
+
+# ----------------------------------------------------------------------------------------------- structure
+def test_module_structure_and_init():
+    m = tiny_llama()
+    with torch.no_grad():
+        m.model.norm.weight.mul_(torch.linspace(0.5, 1.5, m.config.hidden_size))
+    mm = MTPModel.from_backbone(m, 3)
+    assert len(mm.mtp) == 2
+    mod = mm.mtp[0]
+    last = m.model.layers[-1]
+    for (n1, p1), (n2, p2) in zip(mod.block.named_parameters(), last.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2) and p1.data_ptr() != p2.data_ptr()
+    # head and final norm: copies, untied even though the backbone ties its embeddings
+    assert torch.equal(mod.head.lm_head.weight, m.lm_head.weight)
+    assert mod.head.lm_head.weight.data_ptr() != m.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(mod.head.norm.weight, m.model.norm.weight)
+    assert (mod.norm_h.weight == 1).all() and (mod.norm_e.weight == 1).all()
+    ptrs = [p.data_ptr() for p in mm.parameters()]
+    assert len(ptrs) == len(set(ptrs)), "no two parameters may share storage"
+    d = m.config.hidden_size
+    assert torch.equal(mod.proj.weight[:, :d], torch.eye(d)) and not mod.proj.weight[:, d:].any()
+    # embeddings are shared, not copied: no module parameter has the embedding's shape
+    assert all(p.shape != m.model.embed_tokens.weight.shape or p is mod.head.lm_head.weight for p in mod.parameters())
+    n = mm.num_parameters()
+    per_module = sum(p.numel() for p in mod.parameters())
+    assert n["modules"] == 2 * per_module and n["backbone"] == sum(p.numel() for p in m.parameters())
+    frozen = tiny_llama().requires_grad_(False)
+    assert all(p.requires_grad for p in MTPModel.from_backbone(frozen, 2).mtp.parameters())
+    rnd = MTPModel.from_backbone(tiny_llama(), 2, proj_init="random")
+    assert not torch.equal(rnd.mtp[0].proj.weight[:, :d], torch.eye(d))
+
+
+def test_unsupported_architecture_names_it():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    m = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    with pytest.raises(MTPArchitectureError, match="GPT2LMHeadModel"):
+        MTPModel.from_backbone(m, 3)
+
+
+def test_K1_has_no_modules_and_matches_plain_forward():
+    m = tiny_llama()
+    ids, am = padded_batch()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with torch.no_grad():
+        plain = m(input_ids=ids, attention_mask=am).logits
+    mm = MTPModel.from_backbone(m, 1)
+    assert len(mm.mtp) == 0 and mm.num_parameters()["modules"] == 0
+    with torch.no_grad():
+        lp = mm.realized_logprobs(ids, am)
+    assert lp.shape == (3, 12, 1)
+    ls = torch.log_softmax(plain.float(), -1)
+    for b in range(3):
+        for s in range(11):
+            if am[b, s] and am[b, s + 1]:
+                assert torch.allclose(lp[b, s, 0], ls[b, s, ids[b, s + 1]], atol=1e-5, rtol=0)
+            else:
+                assert lp[b, s, 0] == 0
+    assert (lp[:, -1] == 0).all()
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_backbone_bit_identical_with_modules_attached():
+    m = tiny_llama()
+    ids, am = padded_batch()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with torch.no_grad():
+        plain = m(input_ids=ids, attention_mask=am).logits
+    mm = MTPModel.from_backbone(m, 4)
+    randomize_modules(mm)
+    with torch.no_grad():
+        mm(ids, am)  # a full MTP forward must leave the backbone untouched (no lingering hooks)
+        again = m(input_ids=ids, attention_mask=am).logits
+        lp1 = MTPModel.from_backbone(m, 1).realized_logprobs(ids, am)
+        lp4 = mm.realized_logprobs(ids, am)
+    assert torch.equal(plain, again)
+    assert len(m.model.layers[-1]._forward_hooks) == 0
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert torch.equal(lp4[..., 0], lp1[..., 0])  # k = 0 column does not depend on K
+
+
+# ----------------------------------------------------------------------------------------------- values
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_matches_naive_reference_with_padding(family):
+    m = tiny_llama() if family == "llama" else tiny_qwen2()
+    mm = MTPModel.from_backbone(m, 4, chunk_size=5)  # several chunks per predictor
+    randomize_modules(mm)
+    ids, am = padded_batch()
+    with torch.no_grad():
+        out = mm(ids, am, return_stats=True, return_entropy=True, return_hidden=True, temperature=0.7)
+        _, lp, valid, rank, top1, ent = reference(mm, ids, am, temperature=0.7)
+    assert out.logprobs.shape == (3, 12, 4) and out.logprobs.dtype == torch.float32
+    assert torch.equal(out.valid, valid)
+    assert torch.allclose(out.logprobs, lp, atol=1e-5, rtol=0)
+    assert (out.logprobs[~valid] == 0).all()
+    assert torch.equal(out.rank, rank) and torch.equal(out.top1, top1)
+    assert torch.allclose(out.entropy, ent, atol=1e-5)
+    assert out.hidden.shape == (3, 12, m.config.hidden_size)
+    stats = summarize_stats(out)
+    assert len(stats["top1"]) == 4 and stats["count"][3] == int(valid[..., 3].sum())
+
+
+def test_logprob_mask_restricts_positions():
+    mm = MTPModel.from_backbone(tiny_llama(), 3)
+    randomize_modules(mm)
+    ids, am = padded_batch()
+    want = torch.zeros_like(am)
+    want[:, 6:] = 1
+    with torch.no_grad():
+        full = mm(ids, am)
+        part = mm(ids, am, logprob_mask=want)
+    assert torch.equal(part.valid, full.valid & want.bool()[..., None])
+    assert torch.allclose(part.logprobs, torch.where(part.valid, full.logprobs, 0.0), atol=1e-6)
+
+
+def test_module_k_depends_only_on_tokens_up_to_s_plus_k():
+    mm = MTPModel.from_backbone(tiny_llama(), 4)
+    randomize_modules(mm)
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(0, V, (1, 14), generator=g)
+    am = torch.ones_like(ids)
+    s = 5
+    with torch.no_grad():
+        base = reference(mm, ids, am)[0]
+        for k in range(4):
+            later = ids.clone()
+            later[0, s + k + 1 :] = (later[0, s + k + 1 :] + 1) % V
+            lg_later = reference(mm, later, am)[0][k]
+            assert torch.equal(lg_later[0, : s + 1], base[k][0, : s + 1]), f"predictor {k} sees a later token"
+            at = ids.clone()
+            at[0, s + k] = (at[0, s + k] + 1) % V
+            lg_at = reference(mm, at, am)[0][k]
+            assert not torch.allclose(lg_at[0, s], base[k][0, s]), f"predictor {k} ignores token s+k"
+
+
+# ----------------------------------------------------------------------------------------------- memory
+class _MaxTensor(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.max_numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.max_numel = max(self.max_numel, t.numel())
+        return out
+
+
+def _saved_bytes(fn, params):
+    """Bytes of the distinct activation storages autograd keeps for backward (parameters excluded)."""
+    seen = {}
+    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
+
+    def pack(t):
+        try:
+            st = t.untyped_storage()
+            if st.data_ptr() not in param_ptrs:
+                seen[st.data_ptr()] = max(seen.get(st.data_ptr(), 0), st.nbytes())
+        except Exception:  # noqa: BLE001
+            pass
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        res = fn()
+    return sum(seen.values()), res
+
+
+def test_chunked_logprobs_use_less_memory_than_naive():
+    vocab = 4000
+    mm = MTPModel.from_backbone(tiny_llama(vocab=vocab), 3, chunk_size=16)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (2, 64), generator=g)
+    am = torch.ones_like(ids)
+    B, S = ids.shape
+
+    def chunked():
+        return mm(ids, am, mtp_grad="joint").logprobs.sum()
+
+    def naive():
+        logits, *_ = reference(mm, ids, am)
+        return sum(torch.log_softmax(lg, -1).gather(-1, ids[..., None] % vocab).sum() for lg in logits)
+
+    mode = _MaxTensor()
+    with mode:
+        saved_c, loss_c = _saved_bytes(chunked, list(mm.parameters()))
+    max_c = mode.max_numel
+    mode = _MaxTensor()
+    with mode:
+        saved_n, _ = _saved_bytes(naive, list(mm.parameters()))
+    max_n = mode.max_numel
+    # never a [B, S, vocab] tensor: the largest is a [chunk, vocab] logit block or a [vocab, d] weight
+    d = mm.backbone.config.hidden_size
+    assert max_n >= B * S * vocab and max_c <= max(16, d) * vocab < B * S * vocab
+    full_logits_bytes = 3 * B * S * vocab * 4
+    assert saved_n >= full_logits_bytes
+    # the chunked path keeps only layer activations and [chunk, d] rows; the naive one keeps K full logit tensors
+    assert saved_n - saved_c > full_logits_bytes and saved_c < saved_n / 4, (saved_c, saved_n)
+    loss_c.backward()  # the checkpointed chunks recompute fine
+    assert mm.mtp[1].head.lm_head.weight.grad is not None
+
+
+# ----------------------------------------------------------------------------------------------- gradients
+def _grads(mm):
+    bb = {n: (p.grad.clone() if p.grad is not None else None) for n, p in mm.backbone.named_parameters()}
+    md = {n: (p.grad.clone() if p.grad is not None else None) for n, p in mm.mtp.named_parameters()}
+    mm.zero_grad(set_to_none=True)
+    return bb, md
+
+
+def _nonzero(gs):
+    return any(g is not None and g.abs().sum() > 0 for g in gs.values())
+
+
+def _equal_grads(a, b):
+    for n in a:
+        ga = a[n] if a[n] is not None else 0
+        gb = b[n] if b[n] is not None else 0
+        if not torch.allclose(torch.as_tensor(ga).float(), torch.as_tensor(gb).float(), atol=1e-7):
+            return False
+    return True
+
+
+@pytest.fixture()
+def grad_setup():
+    mm = MTPModel.from_backbone(tiny_llama(), 3)
+    randomize_modules(mm)
+    ids, am = padded_batch()
+    return mm, ids, am
+
+
+def test_grad_hidden(grad_setup):
+    mm, ids, am = grad_setup
+    mm(ids, am, mtp_grad="hidden").logprobs[..., 1:].sum().backward()
+    bb, md = _grads(mm)
+    assert _nonzero(bb), "hidden: module terms must reach the backbone"
+    assert not _nonzero(md), "hidden: module params must get no policy gradient"
+    assert bb["model.layers.1.mlp.down_proj.weight"] is not None
+    # same values as joint
+    with torch.no_grad():
+        assert torch.equal(mm(ids, am, mtp_grad="hidden").logprobs, mm(ids, am, mtp_grad="joint").logprobs)
+
+
+def test_grad_detach(grad_setup):
+    mm, ids, am = grad_setup
+    mm(ids, am, mtp_grad="detach").logprobs.sum().backward()
+    bb_all, md_all = _grads(mm)
+    mm(ids, am, mtp_grad="detach").logprobs[..., 0].sum().backward()
+    bb_0, _ = _grads(mm)
+    assert not _nonzero(md_all)
+    assert _nonzero(bb_all) and _equal_grads(bb_all, bb_0), "detach: backbone grads must come from k = 0 only"
+
+
+def test_grad_joint(grad_setup):
+    mm, ids, am = grad_setup
+    mm(ids, am, mtp_grad="joint").logprobs[..., 1:].sum().backward()
+    bb, md = _grads(mm)
+    assert _nonzero(bb) and _nonzero(md)
+
+
+def test_aux_ce_trains_modules_only(grad_setup):
+    mm, ids, am = grad_setup
+    loss, per = mm.mtp_ce_loss(ids, am, return_per_module=True)
+    assert per.shape == (2,) and loss.requires_grad
+    lam = torch.tensor(mm.lambdas)
+    assert torch.allclose(loss.detach(), (per * lam).sum())
+    loss.backward()
+    bb, md = _grads(mm)
+    assert not _nonzero(bb) and _nonzero(md)
+    assert all(g is not None for g in md.values() if g is not None)
+    # the same loss from a forward that also computes the policy terms (hidden regime)
+    out = mm(ids, am, mtp_grad="hidden", mtp_ce=True)
+    assert torch.allclose(out.mtp_ce, loss.detach(), atol=1e-6)
+    out.mtp_ce.backward()
+    bb2, md2 = _grads(mm)
+    assert not _nonzero(bb2) and _equal_grads(md2, md)
+    # CE equals minus the mean module log-prob over valid positions
+    with torch.no_grad():
+        o = mm(ids, am)
+    ce1 = -o.logprobs[..., 1][o.valid[..., 1]].mean()
+    assert torch.allclose(per[0], ce1, atol=1e-5)
+
+
+def test_aux_ce_with_policy_terms_in_detach_mode_shares_one_pass(grad_setup):
+    mm, ids, am = grad_setup
+    out = mm(ids, am, mtp_grad="detach", mtp_ce=True)
+    (out.logprobs.sum() + out.mtp_ce).backward()
+    bb, md = _grads(mm)
+    mm(ids, am).logprobs[..., 0].sum().backward()
+    bb0, _ = _grads(mm)
+    assert _equal_grads(bb, bb0) and _nonzero(md)
+
+
+# ----------------------------------------------------------------------------------------------- IO
+def test_save_load_round_trip_exact(tmp_path):
+    m = tiny_llama(tie=True)
+    mm = MTPModel.from_backbone(m, 3, lambdas=[1.0, 0.5])
+    randomize_modules(mm)
+    m.save_pretrained(tmp_path / "base")
+    mm.save_modules(tmp_path / "mods")
+    assert (tmp_path / "mods" / "mtp.safetensors").is_file() and (tmp_path / "mods" / "mtp_config.json").is_file()
+    # the backbone directory stays a plain HF checkpoint
+    assert not (tmp_path / "base" / "mtp.safetensors").exists()
+    loaded = MTPModel.load(tmp_path / "base", tmp_path / "mods").eval()
+    assert loaded.K == 3 and loaded.lambdas == [1.0, 0.5]
+    sd_a, sd_b = mm.state_dict(), loaded.state_dict()
+    assert sd_a.keys() == sd_b.keys()
+    for k in sd_a:
+        assert torch.equal(sd_a[k], sd_b[k]), k
+    ids, am = padded_batch()
+    with torch.no_grad():
+        assert torch.equal(mm.realized_logprobs(ids, am), loaded.realized_logprobs(ids, am))
+    # an already loaded backbone works too; a mismatching K does not load silently
+    again = MTPModel.load(m, tmp_path / "mods")
+    assert torch.equal(again.mtp[1].proj.weight, mm.mtp[1].proj.weight)
+    other = MTPModel.from_backbone(tiny_llama(), 4)
+    with pytest.raises(RuntimeError):
+        other.load_modules_state(tmp_path / "mods")
+
+
+def test_qwen2_untied_save_load(tmp_path):
+    m = tiny_qwen2()
+    mm = MTPModel.from_backbone(m, 2)
+    assert mm.mtp[0].block.self_attn.q_proj.bias is not None  # Qwen2 attention bias is copied
+    randomize_modules(mm)
+    mm.save_modules(tmp_path / "mods")
+    loaded = MTPModel.load(m, tmp_path / "mods")
+    ids, am = padded_batch()
+    with torch.no_grad():
+        assert torch.equal(mm.realized_logprobs(ids, am), loaded.realized_logprobs(ids, am))
