@@ -40,6 +40,12 @@ lint: $(STAMP)
 dryrun-paper: $(STAMP)
 	$(VENV)/bin/snakemake -n --configfile config/paper.yaml
 
+## bench: update-step time/memory of PPO, GRPO, MPO K=2/3/5 (identical batch), rollout and warm-up throughput,
+## then the per-rule wall times of everything that ran (results/<name>/benchmarks/)
+bench: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) bench $(SNAKE_ARGS)
+	$(VENV)/bin/snakemake --cores 1 --configfile $(CONFIG) pipeline_times --forcerun pipeline_times $(SNAKE_ARGS)
+
 ## lock: regenerate both lock files and envs/*.yaml from requirements/*.in (needs PyPI access)
 lock: $(STAMP)
 	$(VPY) -m pip install -q uv==0.13.9

@@ -16,6 +16,7 @@ include: "workflow/rules/mtp.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/artifacts.smk"
+include: "workflow/rules/bench.smk"
 
 
 rule all:

@@ -1,0 +1,74 @@
+"""mpo.bench: the update-step benchmark contract (keys read by Tables 2/3, one identical batch for every method)
+and the pipeline wall-time summary. No timing assertions: timings are measured by `make bench`, not tested."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from mpo import bench
+from test_train import write_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_fixed_batch_is_deterministic_and_groups_share_prompts():
+    recs = [{"prompt_ids": [1, 2, 3]}, {"prompt_ids": [4, 5]}, {"prompt_ids": [6]}]
+    b1, h1 = bench.fixed_batch(recs, 8, 4, 10, 100, 0, seed=3)
+    b2, h2 = bench.fixed_batch(recs, 8, 4, 10, 100, 0, seed=3)
+    _, h3 = bench.fixed_batch(recs, 8, 4, 10, 100, 0, seed=4)
+    assert h1 == h2 != h3
+    assert (b1.seq["input_ids"] == b2.seq["input_ids"]).all()
+    assert b1.response_len == 10 and b1.size == 8
+    P = b1.prompt_len
+    assert (b1.seq["input_ids"][0, :P] == b1.seq["input_ids"][3, :P]).all()      # one group, one prompt
+    assert not (b1.seq["input_ids"][0, :P] == b1.seq["input_ids"][4, :P]).all()  # next group, next prompt
+    s = b1.row["scores"].view(2, 4)
+    assert (s.max(1).values > s.min(1).values).all()  # scores differ inside every group (non-zero GRPO advantages)
+
+
+def test_update_step_writes_every_method_on_one_batch(tmp_path, smoke_model_dir):
+    data = write_data(tmp_path / "data", n=8)
+    out = tmp_path / "update_step.json"
+    rc = bench.main(["update-step", "--config", str(REPO / "config" / "smoke.yaml"), "--json", str(out),
+                     "--base", str(smoke_model_dir), "--data-root", str(data), "--mtp-root", str(tmp_path / "none"),
+                     "--repeats", "2", "--threads", "1"])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert {"ppo", "grpo", "mpo_k2", "mpo_k3", "mpo_k5"} <= set(res)
+    hashes = set()
+    for key in ("ppo", "grpo", "mpo_k2", "mpo_k3", "mpo_k5"):
+        e = res[key]
+        assert math.isfinite(e["median_s"]) and e["median_s"] > 0, key
+        assert math.isfinite(e["peak_mem_mb"]) and e["peak_mem_mb"] > 0, key
+        assert len(e["times_s"]) == 2 and e["min_s"] <= e["median_s"] <= e["max_s"]
+        assert math.isfinite(e["ratio_to_ppo"]) and math.isfinite(e["peak_mem_ratio_to_ppo"])
+        hashes.add(e["batch_hash"])
+    assert len(hashes) == 1
+    assert res["ppo"]["ratio_to_ppo"] == 1.0
+    assert res["mpo_k5"]["K"] == 5 and res["mpo_k5"]["mtp_modules"] == "fresh init"
+    assert res["ppo"]["mtp_modules"] is None
+    assert res["device"] == "cpu" and res["device_total_mem_mb"] > 0 and res["model"] == "tiny-llama"
+
+
+def test_missing_inputs_name_the_path(tmp_path):
+    with pytest.raises(SystemExit, match="no prepared model at"):
+        bench.main(["update-step", "--config", str(REPO / "config" / "smoke.yaml"), "--json", str(tmp_path / "x"),
+                    "--base", str(tmp_path / "nope")])
+
+
+def test_pipeline_summary(tmp_path):
+    head = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rel, s in [("train/m/gsm8k/ppo", 10.0), ("train/m/gsm8k/mpo", 14.0), ("prepare_data/gsm8k", 1.5)]:
+        f = tmp_path / "benchmarks" / "rules" / f"{rel}.tsv"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(head + f"{s}\t0:00:{int(s):02d}\t500.5\t1\t1\t1\t0\t0\t50\t{s * 0.9}\n")
+    rows = bench.pipeline_table(tmp_path)
+    assert {(r["rule"], r["job"], r["s"]) for r in rows} == {
+        ("train", "m/gsm8k/ppo", 10.0), ("train", "m/gsm8k/mpo", 14.0), ("prepare_data", "gsm8k", 1.5)}
+    md, csv = tmp_path / "p.md", tmp_path / "p.csv"
+    bench.write_pipeline(rows, md, csv, tmp_path)
+    text = md.read_text()
+    assert "| train | 2 | 24.0 | 12.0 | 14.0 | 500 |" in text and "| **all** | 3 | 25.5 |" in text
+    assert len(csv.read_text().splitlines()) == 4
