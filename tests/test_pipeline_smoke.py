@@ -16,6 +16,9 @@ import yaml
 from conftest import REPO, run, snakemake_cmd
 
 NAME = "smoke-pipeline-test"
+# ~5 min on 2 idle cores; allow for a loaded CI machine (the suite's default timeout is 900 s per test)
+pytestmark = pytest.mark.timeout(2700)
+TIMEOUT = 2400
 TABLES = ["table1", "table2", "table3", "table4", "table5", "table5a", "table5b", "table6", "table7"]
 FIGURES = ["fig3", "fig4", "fig6", "fig7", "curves", "regimes"]
 METHODS = ["ppo", "grpo", "dapo", "gspo", "mpo"]
@@ -30,7 +33,7 @@ def pipeline(tmp_path_factory):
     root = REPO / "results" / NAME
     shutil.rmtree(root, ignore_errors=True)
     try:
-        proc = run(snakemake_cmd("--cores", "2", "--configfile", str(cfg_file)), check=False)
+        proc = run(snakemake_cmd("--cores", "2", "--configfile", str(cfg_file)), check=False, timeout=TIMEOUT)
         assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
         report = run(snakemake_cmd("--report", f"results/{NAME}/report.html", "--configfile", str(cfg_file)),
                      check=False)
