@@ -50,6 +50,24 @@ def test_update_step_writes_every_method_on_one_batch(tmp_path, smoke_model_dir)
     assert res["mpo_k5"]["K"] == 5 and res["mpo_k5"]["mtp_modules"] == "fresh init"
     assert res["ppo"]["mtp_modules"] is None
     assert res["device"] == "cpu" and res["device_total_mem_mb"] > 0 and res["model"] == "tiny-llama"
+    assert res["torch"] and res["transformers"] and res["what"] and res["repeats"] == 2
+    assert res["batch"]["responses"] == 4 and res["batch"]["batch_group_size"] == 2  # smoke: 4 responses, G = 2
+    assert {res[k]["responses"] for k in ("ppo", "grpo", "mpo_k2", "mpo_k3", "mpo_k5")} == {4}
+    assert res["grpo"]["group_size"] == 2 and res["ppo"]["group_size"] == 1
+
+
+def test_same_rows_for_every_method_under_prompt_units():
+    from mpo.config import load_config
+
+    cfg = load_config(REPO / "config" / "smoke.yaml")
+    c = bench.common_train_sizes(cfg)
+    assert (c["n"], c["mini"], c["G"]) == (4, 2, 2)
+    cfg["train"]["batch_unit"] = "prompts"  # 4 prompts x G=2 for GRPO; PPO gets the same 8 rows
+    c = bench.common_train_sizes(cfg)
+    assert (c["n"], c["mini"]) == (8, 4) and c["train"]["batch_unit"] == "responses" and c["train"]["batch_size"] == 8
+    cfg["bench"]["responses"] = 3
+    with pytest.raises(SystemExit, match="multiple of the GRPO group size"):
+        bench.common_train_sizes(cfg)
 
 
 def test_missing_inputs_name_the_path(tmp_path):

@@ -11,9 +11,13 @@ scoring pass (old log-probs of all K predictors, reference log-probs, critic val
 GRPO, MPO K = 2, 3, 5, on one identical batch (same prompts, same response tokens and lengths; the batch's hash is
 recorded per method). Each method runs in its own subprocess, so the peak memory (peak RSS on CPU, CUDA max
 allocated on GPU) is its own. ``bench.warmup_iters`` untimed updates, then ``bench.repeats`` timed ones; the JSON
-has the median, min, max, IQR and every time, the ratios to PPO, and the peak memory. MPO uses the warmed-up MTP
-modules when ``<mtp-root>/mtp_k<K>`` exists, otherwise freshly initialised ones (timing does not depend on their
-training; the JSON says which).
+has the median, min, max, IQR and every time, the ratios to PPO, and the peak memory; also the process CPU seconds
+(``cpu_median_s``, ``cpu_ratio_to_ppo``) and the load average, because on a shared machine other jobs inflate wall
+time (run with ``--threads 1`` there: CPU time then measures the work, without idle OpenMP threads spinning). Every
+method gets the same rows (``bench.responses``, else the train batch counted in responses, also under
+``batch_unit: prompts``), grouped by GRPO's group size. MPO uses the warmed-up MTP modules when
+``<mtp-root>/mtp_k<K>`` exists, otherwise freshly initialised ones (timing does not depend on their training; the
+JSON says which).
 
 **rollout**: generated tokens/s of the HF engine on the train prompts (and of vLLM where it is installed and CUDA is
 present; otherwise an explicit ``unavailable`` entry). **warmup-step**: seconds per MTP warm-up step (the warm-up's
@@ -28,6 +32,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -84,6 +89,25 @@ def current_rss_mb() -> float:
     return float("nan")
 
 
+def common_train_sizes(cfg: dict) -> dict:
+    """One batch shape for every method: ``n`` responses (``bench.responses``, else the train batch in responses),
+    ``mini`` responses per optimizer step, GRPO's group size ``G`` (rows i*G .. i*G+G-1 share a prompt). Returns
+    those and the ``train`` section rewritten in the ``responses`` unit, so that PPO (G = 1) and GRPO (G > 1) get
+    the same number of rows even under ``batch_unit: prompts``."""
+    from mpo.train.variants import resolve_variant
+
+    t = dict(cfg["train"])
+    G = resolve_variant(cfg, "grpo")["group_size"] if "grpo" in (cfg.get("variants") or {}) else t["group_size"]
+    unit = 1 if t["batch_unit"] == "responses" else G
+    n = cfg["bench"]["responses"] or t["batch_size"] * unit
+    mini = min(t["mini_batch_size"] * unit, n)
+    if n % G or n % mini:
+        raise SystemExit(f"bench: {n} responses must be a multiple of the GRPO group size ({G}) and of the mini "
+                         f"batch ({mini} responses); set bench.responses")
+    t.update(batch_unit="responses", batch_size=n, mini_batch_size=mini)
+    return {"n": n, "mini": mini, "G": G, "train": t}
+
+
 def fixed_batch(records: list[dict], n: int, group: int, response_len: int, vocab: int, pad_id: int, seed: int):
     """The batch every method sees: n rows, consecutive groups of `group` rows share a prompt (valid for PPO too),
     response tokens and lengths drawn from a fixed seed, 0/1 scores that differ within each group."""
@@ -106,14 +130,7 @@ def fixed_batch(records: list[dict], n: int, group: int, response_len: int, voca
 # ------------------------------------------------------------------------------------------------ update step
 def _one_update_step(args) -> dict:
     """Runs in a subprocess: one method, `warmup_iters` + `repeats` updates on the fixed batch."""
-    import copy
-    import resource
-
-    import torch
-
     from mpo.config import load_config
-    from mpo.mtp import MTPModel
-    from mpo.train.trainer import Trainer
     from mpo.train.variants import resolve_variant
     from mpo.utils import set_threads
 
@@ -121,8 +138,25 @@ def _one_update_step(args) -> dict:
     b = cfg["bench"]
     set_threads(args.threads or b["threads"] or os.cpu_count() or 1)
     p = _paths(cfg, args)
+    common = common_train_sizes(cfg)
+    cfg["train"] = common["train"]  # same rows, same mini batches for every method
     spec = resolve_variant(cfg, args.variant)
-    tmp = Path(tempfile.mkdtemp(prefix="mpo-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="mpo-bench-"))  # fresh modules (K=5: ~0.5 GB at 135M) and the run dir
+    try:
+        return _timed_updates(args, cfg, b, p, common, spec, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _timed_updates(args, cfg: dict, b: dict, p: dict, common: dict, spec: dict, tmp: Path) -> dict:
+    import copy
+    import resource
+
+    import torch
+
+    from mpo.mtp import MTPModel
+    from mpo.train.trainer import Trainer
+
     mtp_dir, modules = None, None
     if spec["uses_mtp_modules"]:
         mtp_dir = p["mtp_root"] / f"mtp_k{spec['K']}"
@@ -138,19 +172,25 @@ def _one_update_step(args) -> dict:
                  data_root=p["data_root"], out=tmp / "run", mtp=mtp_dir)
     try:
         n = tr.sizes.responses
+        assert n == common["n"], (n, common)
         vocab = tr.acc.unwrap_model(tr.actor).backbone.config.vocab_size
         resp_len = b["response_len"] or cfg["train"]["max_response_length"]
-        batch, digest = fixed_batch(tr.records, n, 4, resp_len, vocab, tr.tokenizer.pad_token_id, cfg["seed"])
+        batch, digest = fixed_batch(tr.records, n, common["G"], resp_len, vocab, tr.tokenizer.pad_token_id,
+                                    cfg["seed"])
         batch = batch.to(tr.device)
         dev = tr.device
         base_rss = current_rss_mb()
+        base_cuda = 0.0
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
             torch.cuda.reset_peak_memory_stats(dev)
-        times, score_t, update_t = [], [], []
+            base_cuda = torch.cuda.memory_allocated(dev) / 2**20
+        times, score_t, update_t, cpu_t = [], [], [], []
+        load0 = os.getloadavg()[0]
         for it in range(b["warmup_iters"] + args.repeats):
             bt = copy.copy(batch)
             bt.resp, bt.row = dict(batch.resp), dict(batch.row)
+            c0 = time.process_time()
             t0 = time.perf_counter()
             tr._score(bt)
             if dev.type == "cuda":
@@ -160,22 +200,30 @@ def _one_update_step(args) -> dict:
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             t2 = time.perf_counter()
+            c2 = time.process_time()
             if it >= b["warmup_iters"]:
                 times.append(t2 - t0)
+                cpu_t.append(c2 - c0)
                 score_t.append(t1 - t0)
                 update_t.append(t2 - t1)
             print(f"[bench] {args.variant}: iteration {it + 1}/{b['warmup_iters'] + args.repeats} "
-                  f"{'(untimed) ' if it < b['warmup_iters'] else ''}{t2 - t0:.3f} s", file=sys.stderr, flush=True)
+                  f"{'(untimed) ' if it < b['warmup_iters'] else ''}{t2 - t0:.3f} s (CPU {c2 - c0:.3f} s)",
+                  file=sys.stderr, flush=True)
         if dev.type == "cuda":
             peak = torch.cuda.max_memory_allocated(dev) / 2**20
-            delta = peak
+            delta = max(0.0, peak - base_cuda)
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             delta = max(0.0, peak - base_rss)
         res = {**spread(times), "peak_mem_mb": peak, "update_peak_delta_mb": delta,
                "score_median_s": statistics.median(score_t), "update_median_s": statistics.median(update_t),
+               # process CPU seconds (all threads): far less sensitive than wall time to other jobs on the machine
+               "cpu_median_s": statistics.median(cpu_t), "cpu_times_s": cpu_t,
+               "loadavg_1min": [load0, os.getloadavg()[0]], "threads": torch.get_num_threads(),
                "variant": args.variant, "method": spec["method"], "K": spec["K"], "group_size": spec["group_size"],
                "batch_hash": digest, "responses": n, "response_len": resp_len, "prompt_len": batch.prompt_len,
+               "batch_group_size": common["G"], "mini_batch_size": common["mini"],
+               "response_tokens": int(batch.resp["mask"].sum()),
                "mtp_modules": modules, "device": str(dev), "device_total_mem_mb": device_total_mem_mb(dev),
                "optimizer_steps_per_update": tr.sizes.n_mini * cfg["train"]["ppo_epochs"]}
     finally:
@@ -191,13 +239,15 @@ def update_step(args) -> dict:
     p = _paths(cfg, args)
     _check_inputs(p)
     repeats = args.repeats or cfg["bench"]["repeats"]
-    out: dict = {"what": "median seconds of one training update (old log-probs + reference + critic values + "
-                         "advantages, then every mini-batch forward/backward/optimizer step) on one identical batch; "
-                         "peak memory per method in its own process",
+    out: dict = {"what": "median wall seconds (and process CPU seconds) of one training update - old log-probs + "
+                         "reference + critic values + advantages, then every mini-batch forward/backward/optimizer "
+                         "step, MTP terms where used - on one identical batch; peak memory per method in its own "
+                         "process",
                  "model": p["model"], "dataset": p["dataset"], "repeats": repeats,
                  "warmup_iters": cfg["bench"]["warmup_iters"], "config": cfg["name"], "scale": cfg["scale"],
-                 "versions": {k: v for k, v in library_versions().items() if k in ("torch", "transformers",
-                                                                                     "accelerate")}}
+                 "threads": args.threads or cfg["bench"]["threads"] or os.cpu_count()}
+    versions = library_versions()
+    out.update({k: versions.get(k) for k in ("torch", "transformers", "accelerate")})
     for key, variant in METHODS.items():
         if variant not in cfg["variants"]:
             out[key] = {"status": "missing", "reason": f"variant {variant!r} is not defined in the config"}
@@ -219,12 +269,14 @@ def update_step(args) -> dict:
         e = out[key]
         if "median_s" in e and "median_s" in ppo:
             e["ratio_to_ppo"] = e["median_s"] / ppo["median_s"]
+            e["cpu_ratio_to_ppo"] = e["cpu_median_s"] / ppo["cpu_median_s"] if ppo["cpu_median_s"] > 0 else None
             e["peak_mem_ratio_to_ppo"] = e["peak_mem_mb"] / ppo["peak_mem_mb"]
             e["update_peak_delta_ratio_to_ppo"] = (e["update_peak_delta_mb"] / ppo["update_peak_delta_mb"]
                                                    if ppo["update_peak_delta_mb"] > 0 else None)
     first = next((out[k] for k in METHODS if "median_s" in out[k]), {})
     out["device"], out["device_total_mem_mb"] = first.get("device"), first.get("device_total_mem_mb")
-    out["batch"] = {k: first.get(k) for k in ("responses", "prompt_len", "response_len", "batch_hash")}
+    out["batch"] = {k: first.get(k) for k in ("responses", "prompt_len", "response_len", "response_tokens",
+                                              "batch_group_size", "mini_batch_size", "batch_hash")}
     hashes = {out[k]["batch_hash"] for k in METHODS if "batch_hash" in out[k]}
     if len(hashes) > 1:
         raise SystemExit(f"methods saw different batches ({hashes}); the comparison would be unfair")
@@ -233,13 +285,15 @@ def update_step(args) -> dict:
 
 def print_update_table(res: dict) -> None:
     print(f"update step, {res['model']} on {res['device']} (median of {res['repeats']}):")
-    print(f"{'method':<8} {'median s':>9} {'x PPO':>6} {'IQR s':>7} {'peak MB':>9} {'x PPO':>6} {'delta MB':>9}")
+    print(f"{'method':<8} {'median s':>9} {'x PPO':>6} {'IQR s':>7} {'CPU s':>8} {'x PPO':>6} {'peak MB':>9} "
+          f"{'x PPO':>6} {'delta MB':>9}")
     for k in METHODS:
         e = res[k]
         if "median_s" not in e:
             print(f"{k:<8} {e.get('status', '?')}: {e.get('reason', '')}")
             continue
         print(f"{k:<8} {e['median_s']:>9.3f} {e.get('ratio_to_ppo', float('nan')):>6.2f} {e['iqr_s']:>7.3f} "
+              f"{e['cpu_median_s']:>8.3f} {e.get('cpu_ratio_to_ppo') or float('nan'):>6.2f} "
               f"{e['peak_mem_mb']:>9.0f} {e.get('peak_mem_ratio_to_ppo', float('nan')):>6.2f} "
               f"{e['update_peak_delta_mb']:>9.0f}")
 

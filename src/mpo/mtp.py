@@ -443,13 +443,17 @@ class MTPModel(nn.Module):
         vocab = head.weight.shape[0]
         return rows.shape[0] * vocab * 4 * 2 > self.checkpoint_min_mb * 2**20
 
-    def _backbone_states(self, input_ids, attention_mask, position_ids):
-        """Run the backbone once; return (h0 pre-norm [B,S,d], post-norm last hidden [B,S,d], layer kwargs)."""
+    def _backbone_states(self, input_ids, attention_mask, position_ids, inputs_embeds=None):
+        """Run the backbone once; return (h0 pre-norm [B,S,d], post-norm last hidden [B,S,d], layer kwargs).
+
+        ``inputs_embeds``: ``embed_tokens(input_ids)`` computed by the caller, who also feeds it to the modules:
+        one embedding lookup, so one dense [vocab, d] embedding gradient per backward instead of two."""
         cap = _Capture()
         handle = self.backbone.model.layers[-1].register_forward_hook(cap, with_kwargs=True)
+        ids_or_embeds = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
         try:
             out = self.backbone.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+                **ids_or_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
             )
         finally:
             handle.remove()
@@ -573,8 +577,9 @@ class MTPModel(nn.Module):
         backbone_grad = grad_on and any(p.requires_grad for p in self.backbone.parameters())
         bb_ctx = contextlib.nullcontext() if backbone_grad else torch.no_grad()
         with bb_ctx:
-            h0, h_last, layer_kwargs = self._backbone_states(input_ids, attention_mask, position_ids)
+            # the modules read the same embedding output as the backbone (one lookup, one [vocab, d] grad buffer)
             emb = self.backbone.model.embed_tokens(input_ids) if need_modules else None
+            h0, h_last, layer_kwargs = self._backbone_states(input_ids, attention_mask, position_ids, emb)
 
         cols: list[torch.Tensor | None] = [None] * K
         rank = top1 = entropy = None
