@@ -90,3 +90,20 @@ def test_pipeline_summary(tmp_path):
     text = md.read_text()
     assert "| train | 2 | 24.0 | 12.0 | 14.0 | 500 |" in text and "| **all** | 3 | 25.5 |" in text
     assert len(csv.read_text().splitlines()) == 4
+
+
+def test_rollout_and_warmup_step_commands(tmp_path, smoke_model_dir):
+    import shutil
+
+    data = write_data(tmp_path / "data", n=8)
+    shutil.copytree(data / "gsm8k", data / "math")  # the smoke warm-up reads gsm8k + math
+    cfg = str(REPO / "config" / "smoke.yaml")
+    common = ["--base", str(smoke_model_dir), "--data-root", str(data), "--threads", "1"]
+    assert bench.main(["rollout", "--config", cfg, "--json", str(tmp_path / "ro.json"), *common]) == 0
+    ro = json.loads((tmp_path / "ro.json").read_text())
+    assert ro["hf"]["tokens"] > 0 and ro["hf"]["tokens_per_s"] > 0 and ro["prompts"] == 4
+    assert ro["vllm"]["status"] == "unavailable" and ro["vllm"]["reason"]  # CPU here: never a number
+    assert bench.main(["warmup-step", "--config", cfg, "--json", str(tmp_path / "ws.json"), "--K", "3",
+                       "--repeats", "2", *common]) == 0
+    ws = json.loads((tmp_path / "ws.json").read_text())
+    assert ws["K"] == 3 and ws["batch_size"] == 4 and ws["tokens"] > 0 and len(ws["times_s"]) == 2

@@ -299,25 +299,35 @@ def print_update_table(res: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ rollout
-def rollout(args) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _setup(args) -> tuple[dict, dict, str, object]:
+    """Shared start of the `rollout` and `warmup-step` commands: config, torch threads, checked input paths,
+    device and the prepared model's tokenizer (pad = eos where it has none)."""
+    from transformers import AutoTokenizer
 
     from mpo.config import load_config
-    from mpo.rollout import make_engine
-    from mpo.train.batch import load_train_records, prepare_prompts
-    from mpo.utils import resolve_device, resolve_dtype, set_threads
+    from mpo.utils import resolve_device, set_threads
 
     cfg = load_config(args.config)
     set_threads(args.threads or cfg["bench"]["threads"] or os.cpu_count() or 1)
     p = _paths(cfg, args)
     _check_inputs(p)
-    t = cfg["train"]
-    device = resolve_device(cfg["device"])
-    dtype = resolve_dtype(cfg["dtype"], device)
     tok = AutoTokenizer.from_pretrained(p["base"])
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    return cfg, p, resolve_device(cfg["device"]), tok
+
+
+def rollout(args) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mpo.rollout import make_engine
+    from mpo.train.batch import load_train_records, prepare_prompts
+    from mpo.utils import resolve_dtype
+
+    cfg, p, device, tok = _setup(args)
+    t = cfg["train"]
+    dtype = resolve_dtype(cfg["dtype"], device)
     recs, _ = prepare_prompts(load_train_records(p["data_root"], p["dataset"]), tok,
                               cfg["models"][p["model"]]["family"], t["max_prompt_length"])
     n = cfg["bench"]["responses"] or t["batch_size"]
@@ -358,22 +368,13 @@ def rollout(args) -> dict:
 # ------------------------------------------------------------------------------------------------ warm-up step
 def warmup_step(args) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from mpo.config import load_config
     from mpo.mtp import MTPModel
     from mpo.warmup import PadCollator, load_warmup_records, render_example
-    from mpo.utils import resolve_device, set_threads
 
-    cfg = load_config(args.config)
-    set_threads(args.threads or cfg["bench"]["threads"] or os.cpu_count() or 1)
-    p = _paths(cfg, args)
-    _check_inputs(p)
+    cfg, p, device, tok = _setup(args)
     w = cfg["warmup"]
-    device = resolve_device(cfg["device"])
-    tok = AutoTokenizer.from_pretrained(p["base"])
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
     recs = load_warmup_records(p["data_root"], [d for d in w["datasets"] if d in cfg["datasets"]])
     examples = [e for e in (render_example(tok, r, w["max_length"], w["loss_on"]) for r in recs[:4 * w["batch_size"]])
                 if e is not None][: w["batch_size"]]
