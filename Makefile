@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 CONFIG ?= config/config.yaml
 CORES ?= all
 SNAKE_ARGS ?=
+# the run's results folder is results/<config name>; the report is written there (recursive: read after the venv exists)
+REPORT ?= $(shell $(VPY) -c "import yaml; print('results/' + yaml.safe_load(open('$(CONFIG)'))['name'] + '/report.html')")
 
 .PHONY: venv reproduce smoke test lint dryrun-paper lock envs bench clean-results
 
@@ -20,9 +22,10 @@ $(STAMP): requirements/cpu.lock.txt requirements/nodeps.txt pyproject.toml
 ## venv: create .venv from the CPU lock (torch 2.13.0 CPU)
 venv: $(STAMP)
 
-## reproduce: run the whole pipeline on CONFIG (default: config/config.yaml), offline, CPU
+## reproduce: run the whole pipeline on CONFIG (default: config/config.yaml), offline, CPU, then build its report.html
 reproduce: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) $(SNAKE_ARGS)
+	$(VENV)/bin/snakemake --cores 1 --configfile $(CONFIG) --report $(REPORT)
 
 ## smoke: the CI-scale pipeline (tiny random model)
 smoke: $(STAMP)

@@ -1,7 +1,7 @@
 # Benchmarks (mpo.bench): the update step of PPO, GRPO and MPO K = 2, 3, 5 on one identical batch (time and peak
 # memory; feeds Tables 2 and 3), rollout throughput, MTP warm-up step time, and the per-rule wall times of the
 # pipeline (from every rule's `benchmark:` file). `make bench` or `snakemake --cores all bench`.
-_BENCH_RES = res("gpu") if config["device"] == "cuda" else res()
+_BENCH_RES = config["resources"].get("bench") or (res("gpu") if config["device"] == "cuda" else res())
 _BENCH_DATASET = "gsm8k" if "gsm8k" in DATASETS else DATASETS[0]
 # warmed-up modules of the benchmarked K that the config builds anyway; other K get freshly initialised modules
 # inside the benchmark (their timing does not depend on training; update_step.json says which)
