@@ -2,12 +2,13 @@
 memory, save/load."""
 
 from __future__ import annotations
+import json
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mpo.mtp import MTPArchitectureError, MTPModel, summarize_stats
+from mpo.mtp import MTP_CONFIG_NAME, MTP_WEIGHTS_NAME, MTPArchitectureError, MTPModel, summarize_stats
 
 V = 211
 
@@ -76,7 +77,7 @@ def reference(mm: MTPModel, ids, am, temperature=1.0):
         e[:, : S - k] = emb[:, k:]
         u = mod.proj(torch.cat([mod.norm_h(h), mod.norm_e(e)], -1))
         h = mod.block(u, **cap["kw"])
-        logits.append(mod.head.lm_head(mod.head.norm(h)).float() / temperature)
+        logits.append(torch.nn.functional.linear(mod.head.norm(h), mod.head.weight).float() / temperature)
     K = len(logits)
     lp = torch.zeros(B, S, K)
     valid = torch.zeros(B, S, K, dtype=torch.bool)
@@ -390,6 +391,84 @@ def test_aux_ce_with_policy_terms_in_detach_mode_shares_one_pass(grad_setup):
     mm(ids, am).logprobs[..., 0].sum().backward()
     bb0, _ = _grads(mm)
     assert _equal_grads(bb, bb0) and _nonzero(md)
+
+
+# ----------------------------------------------------------------------------------------------- shared LM head
+def _untied_pair(K=3):
+    """The same modules twice: own head copies, and sharing the backbone's (untied) head; identical at init."""
+    torch.manual_seed(0)
+    own = MTPModel.from_backbone(tiny_llama(tie=False), K)
+    randomize_modules(own)
+    with torch.no_grad():  # the copies equal the backbone's head again (the rest of each module stays perturbed)
+        for module in own.mtp:
+            module.head.lm_head.weight.copy_(own.backbone.lm_head.weight)
+    shared = MTPModel.from_backbone(tiny_llama(tie=False), K, share_head=True)
+    state = {k: v for k, v in own.mtp.state_dict().items() if ".head.lm_head." not in k}
+    shared.mtp.load_state_dict(state, strict=True)
+    return own, shared
+
+
+def test_shared_head_structure_and_same_logprobs_as_copies():
+    own, shared = _untied_pair()
+    head = shared.backbone.lm_head
+    vocab, d = head.weight.shape
+    for module in shared.mtp:
+        assert module.head.is_shared and module.head.weight is head.weight
+        assert all(p is not head.weight for p in module.parameters())
+        assert not any("lm_head" in k for k in module.state_dict())
+    # K-1 = 2 fewer [vocab, d] weights; the backbone is untouched
+    assert own.num_parameters()["modules"] - shared.num_parameters()["modules"] == 2 * vocab * d
+    assert own.num_parameters()["backbone"] == shared.num_parameters()["backbone"]
+    ids, am = padded_batch()
+    with torch.no_grad():
+        a, b = own(ids, am, return_stats=True), shared(ids, am, return_stats=True)
+    assert torch.equal(a.valid, b.valid) and torch.equal(a.rank, b.rank)
+    assert torch.allclose(a.logprobs, b.logprobs, atol=1e-6)
+    _, lp, valid, _, _, _ = reference(shared, ids, am)
+    assert torch.allclose(b.logprobs[valid], lp[valid], atol=1e-5)
+
+
+def test_shared_head_gradients_follow_the_regimes():
+    own, shared = _untied_pair()
+    ids, am = padded_batch()
+    # hidden: module terms reach the backbone through h0 only; the shared head is a constant there
+    shared(ids, am, mtp_grad="hidden").logprobs[..., 1:].sum().backward()
+    bb, md = _grads(shared)
+    assert not _nonzero({"h": bb["lm_head.weight"]}) and _nonzero(bb) and not _nonzero(md)
+    # joint: plain autograd, the shared head gets the module terms' gradient
+    shared(ids, am, mtp_grad="joint").logprobs[..., 1:].sum().backward()
+    bb, md = _grads(shared)
+    assert bb["lm_head.weight"] is not None and bb["lm_head.weight"].abs().sum() > 0 and _nonzero(md)
+    # ... and that gradient is the sum of what the K-1 head copies get
+    own(ids, am, mtp_grad="joint").logprobs[..., 1:].sum().backward()
+    copies = sum(p.grad for n, p in own.mtp.named_parameters() if n.endswith("head.lm_head.weight"))
+    assert torch.allclose(bb["lm_head.weight"], copies, atol=1e-5)
+    own.zero_grad(set_to_none=True)
+    # auxiliary CE: trains the modules only, never the shared head
+    loss = shared.mtp_ce_loss(ids, am)
+    loss.backward()
+    bb, md = _grads(shared)
+    assert not _nonzero(bb) and _nonzero(md)
+    out = shared(ids, am, mtp_grad="hidden", mtp_ce=True)
+    out.mtp_ce.backward()
+    bb, _ = _grads(shared)
+    assert not _nonzero(bb)
+
+
+def test_shared_head_save_load(tmp_path):
+    _, shared = _untied_pair()
+    shared.backbone.save_pretrained(tmp_path / "base")
+    shared.save_modules(tmp_path / "mtp")
+    cfg = json.loads((tmp_path / "mtp" / MTP_CONFIG_NAME).read_text())
+    assert cfg["share_head"] is True
+    from safetensors.torch import load_file
+
+    assert not any("lm_head" in k for k in load_file(str(tmp_path / "mtp" / MTP_WEIGHTS_NAME)))
+    back = MTPModel.load(tmp_path / "base", tmp_path / "mtp")
+    assert back.share_head and back.mtp[0].head.weight is back.backbone.lm_head.weight
+    ids, am = padded_batch()
+    with torch.no_grad():
+        assert torch.equal(back(ids, am).logprobs, shared(ids, am).logprobs)
 
 
 # ----------------------------------------------------------------------------------------------- IO

@@ -72,7 +72,7 @@ def run(env, variant, out=None, cfg=None, **kw):
     out = out or env["root"] / "runs" / variant
     needs_mtp = variant in ("mpo_k3", "mpo_w0", "mpo_vh")
     trainer = Trainer(cfg or env["cfg"], model="tiny-llama", dataset="gsm8k", variant=variant, base=env["base"],
-                      data_root=env["data"], out=out, mtp=env["mtp"] if needs_mtp else None,
+                      data_root=env["data"], out=out, mtp=kw.pop("mtp", None) or (env["mtp"] if needs_mtp else None),
                       reward_fn=kw.pop("reward_fn", fake_reward), **kw)
     summary = trainer.run()
     rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
@@ -121,6 +121,29 @@ def test_method_specific_metrics(runs):
     for v in ("ppo", "grpo", "dapo"):
         r = runs[v][1][-1]
         assert r["block_ratio_var"] == r["ratio_var"]
+
+
+@pytest.mark.parametrize("variant", ["mpo_k3", "mpo_vh"])
+def test_mpo_with_shared_lm_head(env, variant):
+    """Modules sharing the backbone's LM head (mtp.share_head) train end to end, hidden and joint regimes (the
+    value-head critic drops its reference to the head); the saved modules hold no head weights."""
+    from safetensors.torch import load_file as load
+    from transformers import AutoModelForCausalLM
+
+    from mpo.mtp import MTPModel
+
+    shared = env["root"] / "mtp_k3_shared"
+    if not shared.is_dir():
+        MTPModel.from_backbone(AutoModelForCausalLM.from_pretrained(env["base"]), 3, share_head=True).save_modules(shared)
+    summary, rows, out = run(env, variant, out=env["root"] / "runs" / f"{variant}_shared", mtp=shared)
+    assert summary["status"] == "done" and [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert not REQUIRED_KEYS - set(r)
+        assert r["first_minibatch_ratio_maxdev"] < 1e-5 and r["first_minibatch_block_ratio_maxdev"] < 1e-5
+    assert any(r["grad_norm"] > 0 for r in rows) and "mtp_grad_norm" in rows[-1]
+    saved = json.loads((out / "mtp" / "mtp_config.json").read_text())
+    assert saved["share_head"] is True
+    assert not any("lm_head" in k for k in load(str(out / "mtp" / "mtp.safetensors")))
 
 
 def _weights(out):

@@ -17,7 +17,8 @@ time (run with ``--threads 1`` there: CPU time then measures the work, without i
 method gets the same rows (``bench.responses``, else the train batch counted in responses, also under
 ``batch_unit: prompts``), grouped by GRPO's group size. MPO uses the warmed-up MTP modules when
 ``<mtp-root>/mtp_k<K>`` exists, otherwise freshly initialised ones (timing does not depend on their training; the
-JSON says which).
+JSON says which). ``mpo_k5_shared_head`` (``bench.shared_head``, default on): MPO K = 5 with freshly initialised
+modules that share the backbone's LM head (``mtp.share_head``) instead of carrying K-1 copies.
 
 **rollout**: generated tokens/s of the HF engine on the train prompts (and of vLLM where it is installed and CUDA is
 present; otherwise an explicit ``unavailable`` entry). **warmup-step**: seconds per MTP warm-up step (the warm-up's
@@ -41,6 +42,8 @@ import time
 from pathlib import Path
 
 METHODS = {"ppo": "ppo", "grpo": "grpo", "mpo_k2": "mpo_k2", "mpo_k3": "mpo_k3", "mpo_k5": "mpo_k5"}
+# beyond the paper: MPO K=5 with the modules sharing the backbone's LM head (``mtp.share_head``, DeepSeek-V3 style)
+SHARED_HEAD = {"mpo_k5_shared_head": "mpo_k5"}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -161,12 +164,13 @@ def _timed_updates(args, cfg: dict, b: dict, p: dict, common: dict, spec: dict, 
     if spec["uses_mtp_modules"]:
         mtp_dir = p["mtp_root"] / f"mtp_k{spec['K']}"
         modules = "warmed-up"
-        if not (mtp_dir / "mtp_config.json").is_file():
+        if args.share_head or not (mtp_dir / "mtp_config.json").is_file():
             from transformers import AutoModelForCausalLM
 
-            mtp_dir, modules = tmp / f"mtp_k{spec['K']}", "fresh init"
+            share = bool(args.share_head or cfg["mtp"]["share_head"])
+            mtp_dir, modules = tmp / f"mtp_k{spec['K']}", "fresh init" + (", shared LM head" if share else "")
             bb = AutoModelForCausalLM.from_pretrained(p["base"], dtype=torch.float32)
-            MTPModel.from_backbone(bb, spec["K"]).save_modules(mtp_dir)
+            MTPModel.from_backbone(bb, spec["K"], share_head=share).save_modules(mtp_dir)
             del bb
     tr = Trainer(cfg, model=p["model"], dataset=p["dataset"], variant=args.variant, base=p["base"],
                  data_root=p["data_root"], out=tmp / "run", mtp=mtp_dir)
@@ -224,7 +228,8 @@ def _timed_updates(args, cfg: dict, b: dict, p: dict, common: dict, spec: dict, 
                "batch_hash": digest, "responses": n, "response_len": resp_len, "prompt_len": batch.prompt_len,
                "batch_group_size": common["G"], "mini_batch_size": common["mini"],
                "response_tokens": int(batch.resp["mask"].sum()),
-               "mtp_modules": modules, "device": str(dev), "device_total_mem_mb": device_total_mem_mb(dev),
+               "mtp_modules": modules, "share_head": bool(getattr(tr.acc.unwrap_model(tr.actor), "share_head", False)),
+               "device": str(dev), "device_total_mem_mb": device_total_mem_mb(dev),
                "optimizer_steps_per_update": tr.sizes.n_mini * cfg["train"]["ppo_epochs"]}
     finally:
         tr.close()
@@ -248,7 +253,8 @@ def update_step(args) -> dict:
                  "threads": args.threads or cfg["bench"]["threads"] or os.cpu_count()}
     versions = library_versions()
     out.update({k: versions.get(k) for k in ("torch", "transformers", "accelerate")})
-    for key, variant in METHODS.items():
+    methods = {**METHODS, **(SHARED_HEAD if cfg["bench"]["shared_head"] else {})}
+    for key, variant in methods.items():
         if variant not in cfg["variants"]:
             out[key] = {"status": "missing", "reason": f"variant {variant!r} is not defined in the config"}
             continue
@@ -259,13 +265,15 @@ def update_step(args) -> dict:
                    "--base", str(p["base"]), "--mtp-root", str(p["mtp_root"]), "--data-root", str(p["data_root"])]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
+            if key in SHARED_HEAD:
+                cmd += ["--share-head"]
             print(f"[bench] {key} ({variant}) ...", file=sys.stderr, flush=True)
             proc = subprocess.run(cmd)
             if proc.returncode != 0:
                 raise SystemExit(f"benchmark of {variant} failed (exit {proc.returncode}); see the output above")
             out[key] = json.loads(res_file.read_text())
     ppo = out.get("ppo", {})
-    for key in METHODS:
+    for key in methods:
         e = out[key]
         if "median_s" in e and "median_s" in ppo:
             e["ratio_to_ppo"] = e["median_s"] / ppo["median_s"]
@@ -273,11 +281,11 @@ def update_step(args) -> dict:
             e["peak_mem_ratio_to_ppo"] = e["peak_mem_mb"] / ppo["peak_mem_mb"]
             e["update_peak_delta_ratio_to_ppo"] = (e["update_peak_delta_mb"] / ppo["update_peak_delta_mb"]
                                                    if ppo["update_peak_delta_mb"] > 0 else None)
-    first = next((out[k] for k in METHODS if "median_s" in out[k]), {})
+    first = next((out[k] for k in methods if "median_s" in out[k]), {})
     out["device"], out["device_total_mem_mb"] = first.get("device"), first.get("device_total_mem_mb")
     out["batch"] = {k: first.get(k) for k in ("responses", "prompt_len", "response_len", "response_tokens",
                                               "batch_group_size", "mini_batch_size", "batch_hash")}
-    hashes = {out[k]["batch_hash"] for k in METHODS if "batch_hash" in out[k]}
+    hashes = {out[k]["batch_hash"] for k in methods if "batch_hash" in out[k]}
     if len(hashes) > 1:
         raise SystemExit(f"methods saw different batches ({hashes}); the comparison would be unfair")
     return out
@@ -285,14 +293,14 @@ def update_step(args) -> dict:
 
 def print_update_table(res: dict) -> None:
     print(f"update step, {res['model']} on {res['device']} (median of {res['repeats']}):")
-    print(f"{'method':<8} {'median s':>9} {'x PPO':>6} {'IQR s':>7} {'CPU s':>8} {'x PPO':>6} {'peak MB':>9} "
+    print(f"{'method':<18} {'median s':>9} {'x PPO':>6} {'IQR s':>7} {'CPU s':>8} {'x PPO':>6} {'peak MB':>9} "
           f"{'x PPO':>6} {'delta MB':>9}")
-    for k in METHODS:
+    for k in [*METHODS, *(k for k in SHARED_HEAD if k in res)]:
         e = res[k]
         if "median_s" not in e:
-            print(f"{k:<8} {e.get('status', '?')}: {e.get('reason', '')}")
+            print(f"{k:<18} {e.get('status', '?')}: {e.get('reason', '')}")
             continue
-        print(f"{k:<8} {e['median_s']:>9.3f} {e.get('ratio_to_ppo', float('nan')):>6.2f} {e['iqr_s']:>7.3f} "
+        print(f"{k:<18} {e['median_s']:>9.3f} {e.get('ratio_to_ppo', float('nan')):>6.2f} {e['iqr_s']:>7.3f} "
               f"{e['cpu_median_s']:>8.3f} {e.get('cpu_ratio_to_ppo') or float('nan'):>6.2f} "
               f"{e['peak_mem_mb']:>9.0f} {e.get('peak_mem_ratio_to_ppo', float('nan')):>6.2f} "
               f"{e['update_peak_delta_mb']:>9.0f}")
@@ -454,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--threads", type=int, default=None, help="torch threads (default: bench.threads or all cores)")
         if name == "_one":
             s.add_argument("--variant", required=True)
+            s.add_argument("--share-head", action="store_true", help="fresh modules sharing the backbone's LM head")
         if name == "warmup-step":
             s.add_argument("--K", type=int, default=5)
     s = sub.add_parser("pipeline")

@@ -17,8 +17,14 @@ Design choices (documented, see also the README / report):
   that layer: the causal mask, rotary ``position_embeddings`` and ``position_ids`` are captured from the
   backbone's own call (a forward hook on the last layer), so they are computed once per forward, padding is
   handled identically (left or right), and Qwen2's per-layer attention type carries over.
-* ``FinalNorm_k`` / ``Head_k`` are deep copies of the backbone's final norm / LM head (untied copies even when
-  the backbone ties its embeddings). ``Emb`` is the backbone's (shared, not copied, not saved with the modules).
+* ``FinalNorm_k`` is a deep copy of the backbone's final norm. ``Head_k`` is a deep copy of the backbone's LM head
+  (an untied copy even when the backbone ties its embeddings; the paper's model sizes, Table 7, count one head per
+  module), or, with ``share_head=True``, the backbone's own LM head as in DeepSeek-V3 (not copied, not saved with
+  the modules). A shared head is part of the backbone: module terms reach it only under ``mtp_grad="joint"``
+  (plain autograd); in the "hidden" regime and in the auxiliary CE it is a constant, exactly like the module
+  parameters / the backbone there. Sharing removes K-1 [vocab, d] weights, their gradients and optimizer state
+  (SmolLM2-135M: 28 M parameters per module, 4 x 28 M x 16 bytes = 1.8 GB of fp32 AdamW state at K = 5).
+  ``Emb`` is the backbone's (shared, not copied, not saved with the modules).
 * RMSNorm_a / RMSNorm_b start at weight 1. ``P_k`` init (``proj_init``): ``"identity"`` (default) = ``[I | 0]``,
   i.e. the untrained module 1 is the backbone's last layer applied once more to the (normalised) final state
   and ignores the look-ahead embedding until trained; ``"random"`` = N(0, initializer_range). Because the copied
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import math
 from dataclasses import dataclass, fields
@@ -100,21 +107,50 @@ def _check_architecture(model: nn.Module) -> None:
 
 
 class MTPHead(nn.Module):
-    """FinalNorm_k followed by Head_k (both deep copies of the backbone's)."""
+    """FinalNorm_k followed by Head_k: a deep copy of the backbone's LM head (``lm_head``, a registered submodule)
+    or, with ``shared`` given, the backbone's own LM head (held outside the module tree: not a parameter of the
+    module, not in its state dict)."""
 
-    def __init__(self, norm: nn.Module, lm_head: nn.Module):
+    def __init__(self, norm: nn.Module, lm_head: nn.Module | None, shared: nn.Module | None = None):
         super().__init__()
+        if (lm_head is None) == (shared is None):
+            raise ValueError("MTPHead: give exactly one of lm_head (own copy) or shared (the backbone's head)")
         self.norm = norm
-        self.lm_head = lm_head
+        if lm_head is not None:
+            self.lm_head = lm_head
+        self._shared = [shared] if shared is not None else None  # a list: nn.Module must not register it
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.norm(h))
+    @property
+    def is_shared(self) -> bool:
+        return self._shared is not None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The [vocab, d] output weight this head multiplies by (its own or the shared one)."""
+        return (self._shared[0] if self._shared is not None else self.lm_head).weight
+
+    def drop_output(self) -> None:
+        """Keep FinalNorm_k only (the head then returns the normed state): MTP value heads read that, not logits."""
+        self._shared = None
+        self.lm_head = nn.Identity()
+
+    def forward(self, h: torch.Tensor, const_shared: bool = False) -> torch.Tensor:
+        """Logits of state ``h``; ``const_shared``: a shared head's weight enters as a constant (no gradient)."""
+        x = self.norm(h)
+        if self._shared is None:
+            return self.lm_head(x)
+        head = self._shared[0]
+        w = head.weight.detach() if const_shared else head.weight
+        b = getattr(head, "bias", None)
+        if b is not None and const_shared:
+            b = b.detach()
+        return F.linear(x, w, b)
 
 
 class MTPModule(nn.Module):
     """One DeepSeek-V3-style MTP module: RMSNorms, 2d -> d projection, a decoder block, norm + head."""
 
-    def __init__(self, backbone: nn.Module, proj_init: str = "identity"):
+    def __init__(self, backbone: nn.Module, proj_init: str = "identity", share_head: bool = False):
         super().__init__()
         if proj_init not in PROJ_INITS:
             raise ValueError(f"MTPModule: proj_init must be one of {PROJ_INITS}, got {proj_init!r}")
@@ -139,7 +175,10 @@ class MTPModule(nn.Module):
                 std = float(getattr(backbone.config, "initializer_range", 0.02))
                 self.proj.weight.normal_(0.0, std)
         self.block = clone(inner.layers[-1])
-        self.head = MTPHead(clone(inner.norm), clone(backbone.lm_head))
+        if share_head:
+            self.head = MTPHead(clone(inner.norm), None, shared=backbone.lm_head)
+        else:
+            self.head = MTPHead(clone(inner.norm), clone(backbone.lm_head))
         self.requires_grad_(True)  # trainable even when copied from a frozen backbone
 
     def forward(self, h_prev: torch.Tensor, emb: torch.Tensor, layer_kwargs: dict) -> torch.Tensor:
@@ -288,6 +327,7 @@ class MTPModel(nn.Module):
         lambdas: list[float] | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         checkpoint_min_mb: float = 0.0,
+        share_head: bool = False,
         _modules: nn.ModuleList | None = None,
     ):
         super().__init__()
@@ -299,11 +339,12 @@ class MTPModel(nn.Module):
         self.proj_init = proj_init
         self.chunk_size = int(chunk_size)
         self.checkpoint_min_mb = float(checkpoint_min_mb)
+        self.share_head = bool(share_head)
         self.lambdas = list(lambdas) if lambdas is not None else mtp_lambdas(self.K)
         if len(self.lambdas) != self.K - 1:
             raise ValueError(f"MTPModel: need K-1 = {self.K - 1} lambdas, got {self.lambdas}")
         self.mtp = _modules if _modules is not None else nn.ModuleList(
-            [MTPModule(backbone, proj_init=proj_init) for _ in range(self.K - 1)]
+            [MTPModule(backbone, proj_init=proj_init, share_head=self.share_head) for _ in range(self.K - 1)]
         )
 
     # ------------------------------------------------------------------ construction / IO
@@ -317,15 +358,17 @@ class MTPModel(nn.Module):
         lambdas: list[float] | None = None,
         chunk_size: int = DEFAULT_CHUNK,
         checkpoint_min_mb: float = 0.0,
+        share_head: bool = False,
     ) -> "MTPModel":
         """Attach K-1 freshly initialised modules (deep copies of the last layer / final norm / LM head).
 
         proj_init: "identity" ([I | 0]) or "random"; lambdas: K-1 weights of the auxiliary CE (default
         :func:`mtp_lambdas`); chunk_size: rows per log-prob chunk; checkpoint_min_mb: skip the chunk checkpoint
-        when a predictor's logits + log_softmax would take at most this many MiB (0: always checkpoint).
+        when a predictor's logits + log_softmax would take at most this many MiB (0: always checkpoint);
+        share_head: the modules use the backbone's LM head instead of their own copies (module docstring).
         """
         return cls(model, K, proj_init=proj_init, lambdas=lambdas, chunk_size=chunk_size,
-                   checkpoint_min_mb=checkpoint_min_mb)
+                   checkpoint_min_mb=checkpoint_min_mb, share_head=share_head)
 
     def mtp_config(self) -> dict:
         cfg = self.backbone.config
@@ -341,6 +384,7 @@ class MTPModel(nn.Module):
             "lambdas": self.lambdas,
             "chunk_size": self.chunk_size,
             "checkpoint_min_mb": self.checkpoint_min_mb,
+            "share_head": self.share_head,
             "h0": "last decoder layer output, before the backbone's final norm",
             "block_source_layer": len(self.backbone.model.layers) - 1,
         }
@@ -394,6 +438,7 @@ class MTPModel(nn.Module):
             lambdas=mcfg.get("lambdas"),
             chunk_size=int(mcfg.get("chunk_size", DEFAULT_CHUNK)),
             checkpoint_min_mb=float(mcfg.get("checkpoint_min_mb", 0.0)),
+            share_head=bool(mcfg.get("share_head", False)),
         )
         if model.K > 1:
             model.load_modules_state(mdir)
@@ -440,7 +485,7 @@ class MTPModel(nn.Module):
             return False
         if self.checkpoint_min_mb <= 0:
             return True
-        vocab = head.weight.shape[0]
+        vocab = head.weight.shape[0]  # an nn.Linear or an MTPHead (own or shared weight)
         return rows.shape[0] * vocab * 4 * 2 > self.checkpoint_min_mb * 2**20
 
     def _backbone_states(self, input_ids, attention_mask, position_ids, inputs_embeds=None):
@@ -498,8 +543,12 @@ class MTPModel(nn.Module):
         temperature: float,
         want_stats: bool,
         chunk_size: int,
+        shared_head_const: bool = True,
     ):
-        """Module chain; for module k returns (logp [M_k], rank, top1) on its valid flat rows."""
+        """Module chain; for module k returns (logp [M_k], rank, top1) on its valid flat rows.
+
+        params_const: module parameters are constants (the "hidden" regime); shared_head_const: a shared LM head
+        (``share_head``) is a constant too (everywhere but the "joint" regime: it belongs to the backbone)."""
         B, S, d = h0.shape
         results = []
         h_prev = h0
@@ -508,11 +557,12 @@ class MTPModel(nn.Module):
             if params_const:
                 module = _const_view(module)
             h_k = module(h_prev, emb_k, layer_kwargs)
-            head_fn = module.head
+            head = module.head
+            head_fn = functools.partial(head, const_shared=True) if head.is_shared and shared_head_const else head
             rows = h_k.reshape(B * S, -1).index_select(0, rows_idx[k])
             lp, _, rk, tp = chunked_token_logprobs(
                 head_fn, rows, targets[k], chunk_size=chunk_size, temperature=temperature, want_stats=want_stats,
-                use_checkpoint=self._use_checkpoint(rows, module.head.lm_head),
+                use_checkpoint=self._use_checkpoint(rows, head),
             )
             results.append((lp, rk, tp))
             h_prev = h_k
@@ -623,8 +673,11 @@ class MTPModel(nn.Module):
                         pol_res = run(h0.detach(), emb.detach(), False)
             elif mtp_grad == "hidden":
                 pol_res = run(h0, emb, True)
-            else:  # joint
-                pol_res = run(h0, emb, False)
+            else:  # joint: plain autograd, into a shared LM head too
+                pol_res = self._run_modules(
+                    h0, emb, layer_kwargs, rows_idx, targets, params_const=False, temperature=temperature,
+                    want_stats=return_stats, chunk_size=chunk, shared_head_const=False,
+                )
             for k in range(1, K):
                 lp, rk, tp = pol_res[k - 1]
                 cols[k] = lp

@@ -269,7 +269,7 @@ def run_warmup(
     lambdas = mtp_lambdas(int(K), mcfg["lambda_first"], mcfg["lambda_decay"])
     mtp_model = MTPModel.from_backbone(
         backbone, int(K), proj_init=mcfg["proj_init"], lambdas=lambdas, chunk_size=int(mcfg["logit_chunk"]),
-        checkpoint_min_mb=float(mcfg["checkpoint_min_mb"]),
+        checkpoint_min_mb=float(mcfg["checkpoint_min_mb"]), share_head=bool(mcfg["share_head"]),
     )
     mtp_model.mtp.float()
     if not wcfg["train_heads"]:

@@ -34,7 +34,7 @@ class Critic(nn.Module):
 
             self.mtp = MTPModel.load(causal_lm, mtp_dir)
             for module in self.mtp.mtp:
-                module.head.lm_head = nn.Identity()  # only FinalNorm_k is used
+                module.head.drop_output()  # only FinalNorm_k is used (also drops a shared head's reference)
             causal_lm.lm_head = nn.Identity()
             self.K = self.mtp.K
         else:
