@@ -2,6 +2,8 @@
 # memory; feeds Tables 2 and 3), rollout throughput, MTP warm-up step time, and the per-rule wall times of the
 # pipeline (from every rule's `benchmark:` file). `make bench` or `snakemake --cores all bench`.
 _BENCH_RES = config["resources"].get("bench") or (res("gpu") if config["device"] == "cuda" else res())
+# torch threads: bench.threads when set (the rule may hold more cores than it times with), else the rule's threads
+_BENCH_TORCH_THREADS = config["bench"]["threads"] or _BENCH_RES["threads"]
 _BENCH_DATASET = "gsm8k" if "gsm8k" in DATASETS else DATASETS[0]
 # warmed-up modules of the benchmarked K that the config builds anyway; other K get freshly initialised modules
 # inside the benchmark (their timing does not depend on training; update_step.json says which)
@@ -16,6 +18,7 @@ rule bench_update_step:
     output:
         f"{RESULTS}/benchmarks/update_step.json",
     params:
+        torch_threads=_BENCH_TORCH_THREADS,
         config=CONFIG_FILE,
         model=FIRST_MODEL,
         dataset=_BENCH_DATASET,
@@ -33,7 +36,7 @@ rule bench_update_step:
         env("train")
     shell:
         "python -m mpo.bench update-step --config {params.config} --model {params.model} --dataset {params.dataset}"
-        " --base {input.base} --mtp-root {params.mtp_root} --data-root {params.data_root} --threads {threads}"
+        " --base {input.base} --mtp-root {params.mtp_root} --data-root {params.data_root} --threads {params.torch_threads}"
         " --json {output} > {log} 2>&1"
 
 
@@ -47,6 +50,7 @@ rule bench_rollout:
     output:
         f"{RESULTS}/benchmarks/rollout.json",
     params:
+        torch_threads=_BENCH_TORCH_THREADS,
         config=CONFIG_FILE,
         model=FIRST_MODEL,
         dataset=_BENCH_DATASET,
@@ -63,7 +67,7 @@ rule bench_rollout:
         env("train")
     shell:
         "python -m mpo.bench rollout --config {params.config} --model {params.model} --dataset {params.dataset}"
-        " --base {input.base} --data-root {params.data_root} --threads {threads} --json {output} > {log} 2>&1"
+        " --base {input.base} --data-root {params.data_root} --threads {params.torch_threads} --json {output} > {log} 2>&1"
 
 
 rule bench_warmup_step:
@@ -73,6 +77,7 @@ rule bench_warmup_step:
     output:
         f"{RESULTS}/benchmarks/warmup_step.json",
     params:
+        torch_threads=_BENCH_TORCH_THREADS,
         config=CONFIG_FILE,
         model=FIRST_MODEL,
         data_root=lambda wc, input: os.path.dirname(os.path.dirname(input.train[0])),
@@ -88,7 +93,7 @@ rule bench_warmup_step:
         env("train")
     shell:
         "python -m mpo.bench warmup-step --config {params.config} --model {params.model} --K 5"
-        " --base {input.base} --data-root {params.data_root} --threads {threads} --json {output} > {log} 2>&1"
+        " --base {input.base} --data-root {params.data_root} --threads {params.torch_threads} --json {output} > {log} 2>&1"
 
 
 rule bench:
