@@ -1,6 +1,7 @@
 """Paper artifacts (mpo.artifacts): experiments, variant parameters, tables and figure data from the synthetic fixture
 results (tests/fixtures/runs), explicit MISSING handling, deterministic figure files, CLI and notebooks."""
 
+import copy
 import json
 import shutil
 import subprocess
@@ -150,9 +151,14 @@ def test_table2_and_3_speed_memory(cfg):
     (paper,) = _rows(t2, Model="llama3.2-1b-instruct")
     assert (paper["PPO"], paper["MPO K=3"]) == ("19.10", "25.00")
     t3 = tables.table3(cfg, FIXTURE)
-    assert {r["Method"] for r in t3.rows} == {"PPO", "GRPO (group size 4)", "MPO (K=5)"}
+    assert {r["Method"] for r in t3.rows} == {"PPO", "GRPO (group size 4)", "MPO (K=5)", "MPO (K=5, shared LM head)"}
     (p,) = _rows(t3, Method="GRPO (group size 4)", Source="paper (A100 80GB)")
     assert (p["Memory fraction"], p["Time per step (s)"]) == ("0.306", "43.7")
+    (sh,) = _rows(t3, Method="MPO (K=5, shared LM head)")  # benchmark only: no training run, no paper value
+    assert (sh["Peak memory (MB)"], sh["Time per step (s)"], sh["Time / PPO"]) == ("960", "0.900", f"{0.9 / 0.81:.2f}")
+    off = copy.deepcopy(cfg)
+    off["bench"]["shared_head"] = False
+    assert "MPO (K=5, shared LM head)" not in {r["Method"] for r in tables.table3(off, FIXTURE).rows}
 
 
 def test_table2_without_benchmark_is_missing(cfg, tmp_path):

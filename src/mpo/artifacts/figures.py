@@ -10,6 +10,7 @@ The paper gives no numbers for these figures; what it states is printed on the f
 from __future__ import annotations
 
 import math
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,7 +87,11 @@ def save(fig: Figure, png: str | Path | None = None, pdf: str | Path | None = No
 
 
 def _title(fig: Figure, text: str, meta: dict) -> None:
-    fig.suptitle(f"{text} — scale: {meta['scale']} (config {meta['config']})")
+    """Title + scale on one line, or wrapped onto several where one line would not fit the figure's width (~0.075 in/char)."""
+    scale = f"scale: {meta['scale']} (config {meta['config']})"
+    one = f"{text} — {scale}"
+    width = max(20, int((fig.get_size_inches()[0] - 0.2) / 0.075))
+    fig.suptitle(one if len(one) <= width else "\n".join(textwrap.wrap(text, width) + textwrap.wrap(scale, width)))
 
 
 def _note(fig: Figure, text: str) -> None:
