@@ -654,9 +654,9 @@ class MTPModel(nn.Module):
 
         ce_total = ce_per = None
         if need_modules:
-            run = lambda h, e, const, stats=return_stats: self._run_modules(  # noqa: E731
+            run = lambda h, e, const, stats=return_stats, head_const=True: self._run_modules(  # noqa: E731
                 h, e, layer_kwargs, rows_idx, targets, params_const=const, temperature=temperature,
-                want_stats=stats, chunk_size=chunk,
+                want_stats=stats, chunk_size=chunk, shared_head_const=head_const,
             )
             aux_res = None
             if mtp_ce:  # detached backbone states, live module params (one pass serves the policy too when the
@@ -674,10 +674,7 @@ class MTPModel(nn.Module):
             elif mtp_grad == "hidden":
                 pol_res = run(h0, emb, True)
             else:  # joint: plain autograd, into a shared LM head too
-                pol_res = self._run_modules(
-                    h0, emb, layer_kwargs, rows_idx, targets, params_const=False, temperature=temperature,
-                    want_stats=return_stats, chunk_size=chunk, shared_head_const=False,
-                )
+                pol_res = run(h0, emb, False, head_const=False)
             for k in range(1, K):
                 lp, rk, tp = pol_res[k - 1]
                 cols[k] = lp

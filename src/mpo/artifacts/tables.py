@@ -233,19 +233,22 @@ def table3(cfg: dict, results) -> Table:
     total_mb = (bench or {}).get("device_total_mem_mb") or (bench or {}).get("total_mem_mb")
     ds = e.datasets[0] if e.datasets else None
     rows = []
-    for key, _, _, bench_key in spec:
-        lab = label(key)
-        # benchmark row
+    ppo_sec = (_bench_entry(bench, "ppo") or {}).get("median_s")
+
+    def bench_row(lab: str, bench_key: str) -> dict:
         entry = _bench_entry(bench, bench_key)
         mem = entry.get("peak_mem_mb") if entry else None
         sec = entry.get("median_s") if entry else None
-        ppo_sec = (_bench_entry(bench, "ppo") or {}).get("median_s")
-        rows.append({
+        return {
             "Method": lab, "Model": bmodel, "Source": ours_source(cfg, "update-step benchmark"),
             "Peak memory (MB)": fmt(mem, 0), "Memory fraction": (fmt(mem / total_mb, 3) if (mem and total_mb) else
                                                                   (MISSING if mem is None else NA)),
             "Time per step (s)": fmt(sec, 3), "Time / PPO": _ratio(sec, ppo_sec),
-        })
+        }
+
+    for key, _, _, bench_key in spec:
+        lab = label(key)
+        rows.append(bench_row(lab, bench_key))
         # training rows
         for m in e.models:
             st = _train_stats(cfg, results, m, ds, variants[key]) if ds else {"seconds": None, "peak_mem_mb": None}
@@ -267,16 +270,7 @@ def table3(cfg: dict, results) -> Table:
             "Time / PPO": _ratio(psec, block["rows"]["ppo"][pcols.index("seconds_per_step")]),
         })
     if cfg["bench"]["shared_head"]:  # beyond the paper: K=5 modules sharing the backbone's LM head (mtp.share_head)
-        entry = _bench_entry(bench, "mpo_k5_shared_head")
-        mem = entry.get("peak_mem_mb") if entry else None
-        sec = entry.get("median_s") if entry else None
-        ppo_sec = (_bench_entry(bench, "ppo") or {}).get("median_s")
-        rows.append({
-            "Method": "MPO (K=5, shared LM head)", "Model": bmodel, "Source": ours_source(cfg, "update-step benchmark"),
-            "Peak memory (MB)": fmt(mem, 0), "Memory fraction": (fmt(mem / total_mb, 3) if (mem and total_mb) else
-                                                                  (MISSING if mem is None else NA)),
-            "Time per step (s)": fmt(sec, 3), "Time / PPO": _ratio(sec, ppo_sec),
-        })
+        rows.append(bench_row("MPO (K=5, shared LM head)", "mpo_k5_shared_head"))
     columns = ["Method", "Model", "Source", "Peak memory (MB)", "Memory fraction", "Time per step (s)", "Time / PPO"]
     notes = [
         "The paper gives GPU memory as a fraction of one A100 80GB and seconds per step; ours: peak memory in MB"
