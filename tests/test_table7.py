@@ -75,3 +75,24 @@ def test_table7_cli(tmp_path):
     mine = count_parameters(arch_config(tmp_path / "models" / name / "base"), 5)
     assert int(got[(name, 5)]["total_params"]) == mine["total"]
     assert float(got[(name, 1)]["ratio"]) == 1.0
+
+
+def test_shared_head_counts_no_head_copies():
+    """mtp.share_head: the modules carry no [vocab, d] head, and Table 7 counts the config's models that way."""
+    cfg = arch_config({"model_type": "qwen2", "tie_word_embeddings": False, **TINY})
+    own, shared = count_parameters(cfg, 5), count_parameters(cfg, 5, share_head=True)
+    assert shared["backbone"] == own["backbone"] and shared["share_head"]
+    assert own["per_module"] - shared["per_module"] == 100 * 16  # vocab x d, no bias on the LM head
+    assert shared["total"] == own["total"] - 4 * 100 * 16
+    run = load_config(REPO / "config" / "smoke.yaml")
+    run["mtp"]["share_head"] = True
+    name = "deepseek-r1-distill-qwen-1.5b"
+    from mpo.model_sizes import PAPER_MODELS
+
+    run["models"] = {name: {"source": "hub", "repo": PAPER_MODELS[name]["repo"], "family": "qwen"}}
+    rows = {(r["model"], r["K"]): r for r in table7.table_rows(run)}
+    paper_only = count_parameters(arch_config(name), 5)
+    assert rows[(name, 5)]["share_head"] and rows[(name, 5)]["total_params"] < paper_only["total"]
+    assert not rows[("llama3.2-1b-instruct", 5)]["share_head"]  # a paper row: one head per module, as the paper counts
+    assert "mtp.share_head" in table7.to_markdown(table7.table_rows(run), run)
+

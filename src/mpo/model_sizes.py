@@ -61,15 +61,16 @@ def arch_config(source: str | Path | dict):
     return AutoConfig.for_model(model_type, **d)
 
 
-def count_parameters(config, K: int) -> dict:
-    """Parameters of backbone + K-1 MTP modules, built on the meta device exactly as MTPModel builds them."""
+def count_parameters(config, K: int, share_head: bool = False) -> dict:
+    """Parameters of backbone + K-1 MTP modules, built on the meta device exactly as MTPModel builds them
+    (``share_head``: the modules use the backbone's LM head, ``mtp.share_head``, so no head weights of their own)."""
     from transformers import AutoModelForCausalLM
 
     from mpo.mtp import MTPModel
 
     with torch.device("meta"):
         backbone = AutoModelForCausalLM.from_config(config)
-        model = MTPModel.from_backbone(backbone, int(K))
+        model = MTPModel.from_backbone(backbone, int(K), share_head=share_head)
     n = model.num_parameters()
     per_module = sum(p.numel() for p in model.mtp[0].parameters()) if K > 1 else 0
     parts = {}
@@ -87,14 +88,15 @@ def count_parameters(config, K: int) -> dict:
         "ratio": n["total"] / n["backbone"],
         "module_parts": parts,
         "tied_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
+        "share_head": bool(share_head),
     }
 
 
-def model_size_row(config, Ks=(3, 5)) -> dict:
+def model_size_row(config, Ks=(3, 5), share_head: bool = False) -> dict:
     """Counts for several K (K = 1 is the backbone alone)."""
     out = {"by_K": {}}
     for K in Ks:
-        c = count_parameters(config, K)
+        c = count_parameters(config, K, share_head=share_head)
         out["by_K"][int(K)] = c
         out.update({k: c[k] for k in ("architecture", "backbone", "per_module", "module_parts", "tied_embeddings")})
     return out

@@ -23,7 +23,7 @@ from mpo.reported import load_reported
 KS = (1, 3, 5)
 COLUMNS = ["model", "kind", "architecture_from", "architecture", "tied_embeddings", "backbone_params",
            "per_module_params", "per_module_head_params", "per_module_block_params", "K", "total_params", "ratio",
-           "paper_ratio"]
+           "paper_ratio", "share_head"]
 
 
 def _paper_ratios() -> dict[str, dict[int, float]]:
@@ -61,7 +61,9 @@ def table_rows(cfg: dict, models_root: str | Path | None = None) -> list[dict]:
             entries.append((name, "paper", arch_config(name), f"stored hub config ({PAPER_MODELS[name]['repo']})"))
     rows = []
     for name, kind, arch, src in entries:
-        r = model_size_row(arch, KS)
+        # the config's models are counted as the config builds them (mtp.share_head); the paper's with a head per module
+        share = kind == "config" and bool(cfg["mtp"]["share_head"])
+        r = model_size_row(arch, KS, share_head=share)
         for K in KS:
             c = r["by_K"][K]
             rows.append({
@@ -71,7 +73,7 @@ def table_rows(cfg: dict, models_root: str | Path | None = None) -> list[dict]:
                 "per_module_head_params": r["module_parts"].get("head"),
                 "per_module_block_params": r["module_parts"].get("block"),
                 "K": K, "total_params": c["total"], "ratio": round(c["ratio"], 4),
-                "paper_ratio": paper.get(name, {}).get(K),
+                "paper_ratio": paper.get(name, {}).get(K), "share_head": share,
             })
     return rows
 
@@ -115,10 +117,13 @@ def to_markdown(rows: list[dict], cfg: dict) -> str:
         "counted again. Counts are exact (models built on the meta device from their architecture configs; "
         "no weights downloaded).",
     ]
+    if cfg["mtp"]["share_head"]:
+        lines[-1] += (" This config sets mtp.share_head: its own models' modules use the backbone's LM head (as in "
+                      "DeepSeek-V3), so their head column counts the final norm only.")
     notes = []
     for model, byK in by_model.items():
         r3, r5 = byK[3], byK[5]
-        if r3["paper_ratio"] is None:
+        if r3["paper_ratio"] is None or r3["share_head"]:  # the head-share argument is about per-module copies
             continue
         head_share = r3["per_module_head_params"] / r3["backbone_params"]
         notes.append(f"{model}: ours {_r(r3['ratio'])} / {_r(r5['ratio'])} vs paper {_r(r3['paper_ratio'])} / "
