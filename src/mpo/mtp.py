@@ -35,13 +35,18 @@ Design choices (documented, see also the README / report):
 
 Log-probs are computed by a chunked gather (rows of valid positions -> norm + head -> log_softmax -> gather of the
 realised token), under ``torch.utils.checkpoint`` when grad is enabled, so no ``[B, S, vocab]`` tensor is ever
-held, and the backbone's own term (k = 0) goes through the same code (PPO = MPO with K = 1).
+held, and the backbone's own term (k = 0) goes through the same code (PPO = MPO with K = 1). Where a head's output
+weight is a constant (module heads in the "hidden" regime, a shared head outside "joint") the gradient w.r.t. its
+input is computed in the forward instead (:func:`const_head_logprobs`): no logits are kept or recomputed.
 
 Gradient regimes for the policy path (``mtp_grad``, METHOD.md section 4):
 ``"hidden"`` (default): modules read the live backbone state, their parameters are constants in this path
 (a shallow copy of each module whose parameters are detached views); ``"detach"``: module terms are constants;
 ``"joint"``: plain autograd. The auxiliary MTP cross-entropy (``mtp_ce`` / :meth:`MTPModel.mtp_ce_loss`) is
-always computed on detached backbone states: it trains the modules and never reaches the backbone.
+always computed on detached backbone states: it trains the modules and never reaches the backbone. With both
+("hidden" + ``mtp_ce``, the MPO default) ONE chain forward serves the two losses and the backward routes each
+gradient where its regime sends it (:class:`_RoutedModules`, ``fuse_module_passes``; equal to two passes up to
+float summation order).
 
 Save format: the backbone stays a plain HF directory; the modules go to ``<dir>/mtp.safetensors`` (keys of the
 ``mtp`` ModuleList, e.g. ``0.proj.weight``) and ``<dir>/mtp_config.json``.
@@ -125,9 +130,14 @@ class MTPHead(nn.Module):
         return self._shared is not None
 
     @property
+    def output_layer(self) -> nn.Module:
+        """The [vocab, d] output layer (its own copy or the shared backbone head)."""
+        return self._shared[0] if self._shared is not None else self.lm_head
+
+    @property
     def weight(self) -> torch.Tensor:
         """The [vocab, d] output weight this head multiplies by (its own or the shared one)."""
-        return (self._shared[0] if self._shared is not None else self.lm_head).weight
+        return self.output_layer.weight
 
     def drop_output(self) -> None:
         """Keep FinalNorm_k only (the head then returns the normed state): MTP value heads read that, not logits."""
@@ -288,6 +298,102 @@ def chunked_token_logprobs(
     )
 
 
+class _ConstHeadLogp(torch.autograd.Function):
+    """Realised-token log-probs through a CONSTANT output layer, with the input gradient computed in the forward.
+
+    ``logp_i = log_softmax((x_i W^T + b) / T)[t_i]`` is one scalar per row, so its gradient w.r.t. ``x_i`` is the
+    [d] vector ``v_i = (W[t_i] - p_i W) / T`` (p_i: the softmax), whatever the loss above it: the forward keeps
+    ``v`` ([M, d]) and the backward is one broadcast multiply. No [M, vocab] tensor outlives a chunk, nothing is
+    recomputed (the checkpointed path runs the head matmul twice), and one forward serves any number of
+    backward routes (the fused policy + auxiliary pass). The same idea as fused linear cross-entropy kernels, for
+    the case where W and b get no gradient: MTP heads in the "hidden" regime and a shared LM head outside "joint".
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, targets, inv_temp: float, chunk: int):
+        lps, vs = [], []
+        for a in range(0, x.shape[0], chunk):
+            t = targets[a : a + chunk]
+            logits = F.linear(x[a : a + chunk], weight, bias).float()
+            if inv_temp != 1.0:
+                logits = logits * inv_temp
+            logp_all = torch.log_softmax(logits, dim=-1)
+            lps.append(logp_all.gather(-1, t[:, None]).squeeze(-1))
+            p = logp_all.exp_()  # in place: the [chunk, vocab] log-probs are not needed any more
+            v = weight.index_select(0, t).float() - torch.mm(p.to(weight.dtype), weight).float()
+            vs.append(v * inv_temp if inv_temp != 1.0 else v)
+        cat = lambda xs: torch.cat(xs) if len(xs) > 1 else xs[0]  # noqa: E731
+        ctx.save_for_backward(cat(vs))
+        ctx.x_dtype = x.dtype
+        return cat(lps)
+
+    @staticmethod
+    def backward(ctx, grad_logp):
+        (v,) = ctx.saved_tensors
+        return (grad_logp.float()[:, None] * v).to(ctx.x_dtype), None, None, None, None, None
+
+
+def const_head_logprobs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor, *,
+                        temperature: float = 1.0, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """``log_softmax(F.linear(x, weight, bias) / temperature)[i, targets[i]]`` ([M]) for a head whose weight and
+    bias are constants (detached here); differentiable w.r.t. ``x`` through :class:`_ConstHeadLogp`."""
+    if x.shape[0] == 0:
+        return x[:, 0].float() * 0.0
+    b = bias.detach() if bias is not None else None
+    return _ConstHeadLogp.apply(x, weight.detach(), b, targets, 1.0 / float(temperature), int(chunk_size))
+
+
+class _RoutedModules(torch.autograd.Function):
+    """ONE forward of the MTP module chain for two losses whose gradients take different routes ("hidden" regime
+    with the auxiliary CE, METHOD.md section 4):
+
+    * output 0, the policy terms: their gradient reaches the backbone state h0 and the embeddings only (the module
+      parameters are constants in the policy path);
+    * output 1, the same log-probs for the auxiliary CE: its gradient reaches the module parameters only (h0 and the
+      embeddings are constants there).
+
+    Equal, up to float summation order, to running the chain twice (params detached on live states + live params
+    on detached states), at the cost of one chain forward instead of two. The inner graph lives on ``ctx`` until
+    the backward, which runs it twice: input gradients for output 0, parameter gradients for output 1.
+    """
+
+    @staticmethod
+    def forward(ctx, run_fn, h0, emb, *params):
+        ctx.set_materialize_grads(False)
+        with torch.enable_grad():
+            hx = h0.detach().requires_grad_(h0.requires_grad)
+            ex = emb.detach().requires_grad_(emb.requires_grad)
+            flat = run_fn(hx, ex)
+        ctx.inner = (hx, ex, flat)
+        ctx.params = params
+        out = flat.detach()
+        return out, out.clone()
+
+    @staticmethod
+    def backward(ctx, g_pol, g_aux):
+        if ctx.inner is None:
+            raise RuntimeError(
+                "MTPModel: a second backward through the fused policy + auxiliary module pass (its inner graph is "
+                "freed by the first one, whatever retain_graph says); set model.fuse_module_passes = False to use "
+                "two separate passes"
+            )
+        hx, ex, flat = ctx.inner
+        params = ctx.params
+        grads_in: list = [None, None]
+        want_in = [t for t, need in zip((hx, ex), ctx.needs_input_grad[1:3]) if need]
+        want_p = [i for i, (p, need) in enumerate(zip(params, ctx.needs_input_grad[3:])) if need]
+        if g_pol is not None and want_in and flat.requires_grad:
+            got = iter(torch.autograd.grad(flat, want_in, g_pol, retain_graph=g_aux is not None, allow_unused=True))
+            grads_in = [next(got) if need else None for need in ctx.needs_input_grad[1:3]]
+        grads_p: list = [None] * len(params)
+        if g_aux is not None and want_p and flat.requires_grad:
+            got = torch.autograd.grad(flat, [params[i] for i in want_p], g_aux, allow_unused=True)
+            for i, g in zip(want_p, got):  # zeros, not None: DDP waits for a gradient of every parameter it saw
+                grads_p[i] = g if g is not None else torch.zeros_like(params[i])
+        ctx.inner = ctx.params = None
+        return (None, *grads_in, *grads_p)
+
+
 def _const_view(module: nn.Module) -> nn.Module:
     """A shallow copy of `module` (recursively) whose parameters are detached views of the originals.
 
@@ -340,6 +446,9 @@ class MTPModel(nn.Module):
         self.chunk_size = int(chunk_size)
         self.checkpoint_min_mb = float(checkpoint_min_mb)
         self.share_head = bool(share_head)
+        # "hidden" regime + auxiliary CE: one module-chain forward for both (see _RoutedModules); the trainer turns
+        # it off under FSDP / DeepSpeed, whose parameter hooks expect each module's forward to own its parameters
+        self.fuse_module_passes = True
         self.lambdas = list(lambdas) if lambdas is not None else mtp_lambdas(self.K)
         if len(self.lambdas) != self.K - 1:
             raise ValueError(f"MTPModel: need K-1 = {self.K - 1} lambdas, got {self.lambdas}")
@@ -558,15 +667,38 @@ class MTPModel(nn.Module):
                 module = _const_view(module)
             h_k = module(h_prev, emb_k, layer_kwargs)
             head = module.head
-            head_fn = functools.partial(head, const_shared=True) if head.is_shared and shared_head_const else head
             rows = h_k.reshape(B * S, -1).index_select(0, rows_idx[k])
-            lp, _, rk, tp = chunked_token_logprobs(
-                head_fn, rows, targets[k], chunk_size=chunk_size, temperature=temperature, want_stats=want_stats,
-                use_checkpoint=self._use_checkpoint(rows, head),
-            )
+            const_out = params_const or (head.is_shared and shared_head_const)
+            if const_out and rows.requires_grad and not want_stats:
+                # constant output layer: the input gradient is computed in the forward (_ConstHeadLogp)
+                out = head.output_layer
+                lp = const_head_logprobs(head.norm(rows), out.weight, getattr(out, "bias", None), targets[k],
+                                         temperature=temperature, chunk_size=chunk_size)
+                rk = tp = None
+            else:
+                head_fn = functools.partial(head, const_shared=True) if head.is_shared and shared_head_const else head
+                lp, _, rk, tp = chunked_token_logprobs(
+                    head_fn, rows, targets[k], chunk_size=chunk_size, temperature=temperature, want_stats=want_stats,
+                    use_checkpoint=self._use_checkpoint(rows, head),
+                )
             results.append((lp, rk, tp))
             h_prev = h_k
         return results
+
+    def _run_modules_routed(self, h0, emb, layer_kwargs, rows_idx, targets, *, temperature: float, chunk_size: int):
+        """The "hidden" regime's policy terms and the auxiliary CE's terms from ONE module-chain forward
+        (:class:`_RoutedModules`); returns (policy results, auxiliary results) shaped like :meth:`_run_modules`'s."""
+        sizes = [int(rows_idx[k].numel()) for k in range(1, self.K)]
+
+        def run_fn(hx, ex):
+            res = self._run_modules(hx, ex, layer_kwargs, rows_idx, targets, params_const=False,
+                                    temperature=temperature, want_stats=False, chunk_size=chunk_size)
+            return torch.cat([lp for lp, _, _ in res])
+
+        params = [p for p in self.mtp.parameters() if p.requires_grad]
+        pol, aux = _RoutedModules.apply(run_fn, h0, emb, *params)
+        return ([(c, None, None) for c in torch.split(pol, sizes)],
+                [(c, None, None) for c in torch.split(aux, sizes)])
 
     def forward(
         self,
@@ -659,22 +791,28 @@ class MTPModel(nn.Module):
                 want_stats=stats, chunk_size=chunk, shared_head_const=head_const,
             )
             aux_res = None
-            if mtp_ce:  # detached backbone states, live module params (one pass serves the policy too when the
-                # module terms are constants anyway: no grad, or mtp_grad "detach")
-                shared = (not grad_on) or mtp_grad == "detach"
-                aux_res = run(h0.detach(), emb.detach(), False, return_stats and shared)
-            if not grad_on:
-                pol_res = aux_res if aux_res is not None else run(h0, emb, False)
-            elif mtp_grad == "detach":
-                if aux_res is not None:
-                    pol_res = [(lp.detach(), rk, tp) for lp, rk, tp in aux_res]
-                else:
-                    with torch.no_grad():
-                        pol_res = run(h0.detach(), emb.detach(), False)
-            elif mtp_grad == "hidden":
-                pol_res = run(h0, emb, True)
-            else:  # joint: plain autograd, into a shared LM head too
-                pol_res = run(h0, emb, False, head_const=False)
+            if (mtp_ce and grad_on and mtp_grad == "hidden" and self.fuse_module_passes and not return_stats
+                    and (h0.requires_grad or emb.requires_grad)):
+                # one chain forward serves both losses, each gradient routed where the regime sends it
+                pol_res, aux_res = self._run_modules_routed(h0, emb, layer_kwargs, rows_idx, targets,
+                                                            temperature=temperature, chunk_size=chunk)
+            else:
+                if mtp_ce:  # detached backbone states, live module params (one pass serves the policy too when
+                    # the module terms are constants anyway: no grad, or mtp_grad "detach")
+                    shared = (not grad_on) or mtp_grad == "detach"
+                    aux_res = run(h0.detach(), emb.detach(), False, return_stats and shared)
+                if not grad_on:
+                    pol_res = aux_res if aux_res is not None else run(h0, emb, False)
+                elif mtp_grad == "detach":
+                    if aux_res is not None:
+                        pol_res = [(lp.detach(), rk, tp) for lp, rk, tp in aux_res]
+                    else:
+                        with torch.no_grad():
+                            pol_res = run(h0.detach(), emb.detach(), False)
+                elif mtp_grad == "hidden":
+                    pol_res = run(h0, emb, True)
+                else:  # joint: plain autograd, into a shared LM head too
+                    pol_res = run(h0, emb, False, head_const=False)
             for k in range(1, K):
                 lp, rk, tp = pol_res[k - 1]
                 cols[k] = lp

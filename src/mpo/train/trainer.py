@@ -204,6 +204,9 @@ class Trainer:
         # PPO and MPO share the log-prob code, including its chunking / checkpointing settings (config `mtp`)
         actor.chunk_size = int(self.cfg["mtp"]["logit_chunk"])
         actor.checkpoint_min_mb = float(self.cfg["mtp"].get("checkpoint_min_mb", 0.0))
+        # one module-chain forward for the policy terms and the auxiliary CE (mpo.mtp._RoutedModules); sharded
+        # engines gather parameters per module forward through their own hooks: keep the two plain passes there
+        actor.fuse_module_passes = acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED)
         bb_params = list(actor.backbone.parameters())
         mtp_params = list(actor.mtp.parameters())
         groups = [{"params": bb_params, "lr": self.spec["lr"]}]
