@@ -42,11 +42,16 @@ def test_update_step_writes_every_method_on_one_batch(tmp_path, smoke_model_dir)
         e = res[key]
         assert math.isfinite(e["median_s"]) and e["median_s"] > 0, key
         assert math.isfinite(e["peak_mem_mb"]) and e["peak_mem_mb"] > 0, key
-        assert len(e["times_s"]) == 2 and e["min_s"] <= e["median_s"] <= e["max_s"]
+        # interleaved (the default): PPO's timed updates alternate with each other method's, 2 per pairing
+        assert len(e["times_s"]) == (2 * 5 if key == "ppo" else 2) and e["min_s"] <= e["median_s"] <= e["max_s"]
         assert math.isfinite(e["ratio_to_ppo"]) and math.isfinite(e["peak_mem_ratio_to_ppo"])
         hashes.add(e["batch_hash"])
     assert len(hashes) == 1
-    assert res["ppo"]["ratio_to_ppo"] == 1.0
+    assert res["ppo"]["ratio_to_ppo"] == 1.0 and res["interleave"] is True
+    for key in ("grpo", "mpo_k2", "mpo_k3", "mpo_k5"):  # each ratio is against the PPO updates paired with it
+        e = res[key]
+        assert e["ratio_to_ppo"] == pytest.approx(e["median_s"] / e["ppo_paired_median_s"])
+        assert min(res["ppo"]["times_s"]) <= e["ppo_paired_median_s"] <= max(res["ppo"]["times_s"])
     assert res["mpo_k5"]["K"] == 5 and res["mpo_k5"]["mtp_modules"] == "fresh init"
     assert res["ppo"]["mtp_modules"] is None
     assert res["device"] == "cpu" and res["device_total_mem_mb"] > 0 and res["model"] == "tiny-llama"
@@ -54,6 +59,25 @@ def test_update_step_writes_every_method_on_one_batch(tmp_path, smoke_model_dir)
     assert res["batch"]["responses"] == 4 and res["batch"]["batch_group_size"] == 2  # smoke: 4 responses, G = 2
     assert {res[k]["responses"] for k in ("ppo", "grpo", "mpo_k2", "mpo_k3", "mpo_k5")} == {4}
     assert res["grpo"]["group_size"] == 2 and res["ppo"]["group_size"] == 1
+
+
+def test_update_step_one_method_at_a_time(tmp_path, smoke_model_dir):
+    """bench.interleave false: each method alone in turn, ratios against PPO's own median."""
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg.setdefault("bench", {}).update(interleave=False, shared_head=False, warmup_iters=0)
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    data = write_data(tmp_path / "data", n=8)
+    out = tmp_path / "u.json"
+    assert bench.main(["update-step", "--config", str(conf), "--json", str(out), "--base", str(smoke_model_dir),
+                       "--data-root", str(data), "--mtp-root", str(tmp_path / "none"), "--repeats", "1",
+                       "--threads", "1"]) == 0
+    res = json.loads(out.read_text())
+    assert res["interleave"] is False and "mpo_k5_shared_head" not in res
+    assert len(res["ppo"]["times_s"]) == 1 and "ppo_paired_median_s" not in res["mpo_k2"]
+    assert res["mpo_k2"]["ratio_to_ppo"] == pytest.approx(res["mpo_k2"]["median_s"] / res["ppo"]["median_s"])
 
 
 def test_same_rows_for_every_method_under_prompt_units():

@@ -10,7 +10,10 @@ scoring pass (old log-probs of all K predictors, reference log-probs, critic val
 ``train.ppo_epochs`` passes of mini-batch forward + backward + optimizer steps (MTP terms where used), for PPO,
 GRPO, MPO K = 2, 3, 5, on one identical batch (same prompts, same response tokens and lengths; the batch's hash is
 recorded per method). Each method runs in its own subprocess, so the peak memory (peak RSS on CPU, CUDA max
-allocated on GPU) is its own. ``bench.warmup_iters`` untimed updates, then ``bench.repeats`` timed ones; the JSON
+allocated on GPU) is its own. ``bench.warmup_iters`` untimed updates, then ``bench.repeats`` timed ones; with
+``bench.interleave`` (default) PPO's process stays up and every other method's timed updates alternate with PPO's,
+so each ratio to PPO compares updates made side by side in time (machine speed drifts; measured here: the same PPO
+update took 10.5 s and 13.7 s twenty minutes apart). The JSON
 has the median, min, max, IQR and every time, the ratios to PPO, and the peak memory; also the process CPU seconds
 (``cpu_median_s``, ``cpu_ratio_to_ppo``) and the load average, because on a shared machine other jobs inflate wall
 time (run with ``--threads 1`` there: CPU time then measures the work, without idle OpenMP threads spinning). Every
@@ -131,153 +134,254 @@ def fixed_batch(records: list[dict], n: int, group: int, response_len: int, voca
 
 
 # ------------------------------------------------------------------------------------------------ update step
-def _one_update_step(args) -> dict:
-    """Runs in a subprocess: one method, `warmup_iters` + `repeats` updates on the fixed batch."""
-    from mpo.config import load_config
-    from mpo.train.variants import resolve_variant
-    from mpo.utils import set_threads
+class _UpdateRunner:
+    """One method's trainer and the fixed batch, in its own process: :meth:`iteration` times one full update."""
 
-    cfg = load_config(args.config)
-    b = cfg["bench"]
-    set_threads(args.threads or b["threads"] or os.cpu_count() or 1)
-    p = _paths(cfg, args)
-    common = common_train_sizes(cfg)
-    cfg["train"] = common["train"]  # same rows, same mini batches for every method
-    spec = resolve_variant(cfg, args.variant)
-    tmp = Path(tempfile.mkdtemp(prefix="mpo-bench-"))  # fresh modules (K=5: ~0.5 GB at 135M) and the run dir
-    try:
-        return _timed_updates(args, cfg, b, p, common, spec, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    def __init__(self, args):
+        from mpo.config import load_config
+        from mpo.train.variants import resolve_variant
+        from mpo.utils import set_threads
 
+        self.args = args
+        self.cfg = cfg = load_config(args.config)
+        self.b = cfg["bench"]
+        set_threads(args.threads or self.b["threads"] or os.cpu_count() or 1)
+        self.p = _paths(cfg, args)
+        self.common = common_train_sizes(cfg)
+        cfg["train"] = self.common["train"]  # same rows, same mini batches for every method
+        self.spec = resolve_variant(cfg, args.variant)
+        self.tmp = Path(tempfile.mkdtemp(prefix="mpo-bench-"))  # fresh modules (K=5: ~0.5 GB at 135M), run dir
+        try:
+            self._setup()
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
 
-def _timed_updates(args, cfg: dict, b: dict, p: dict, common: dict, spec: dict, tmp: Path) -> dict:
-    import copy
-    import resource
+    def _setup(self) -> None:
+        import torch
 
-    import torch
+        from mpo.mtp import MTPModel
+        from mpo.train.trainer import Trainer
 
-    from mpo.mtp import MTPModel
-    from mpo.train.trainer import Trainer
+        cfg, spec, p, args = self.cfg, self.spec, self.p, self.args
+        mtp_dir, self.modules = None, None
+        if spec["uses_mtp_modules"]:
+            mtp_dir = p["mtp_root"] / f"mtp_k{spec['K']}"
+            self.modules = "warmed-up"
+            if args.share_head or not (mtp_dir / "mtp_config.json").is_file():
+                from transformers import AutoModelForCausalLM
 
-    mtp_dir, modules = None, None
-    if spec["uses_mtp_modules"]:
-        mtp_dir = p["mtp_root"] / f"mtp_k{spec['K']}"
-        modules = "warmed-up"
-        if args.share_head or not (mtp_dir / "mtp_config.json").is_file():
-            from transformers import AutoModelForCausalLM
-
-            share = bool(args.share_head or cfg["mtp"]["share_head"])
-            mtp_dir, modules = tmp / f"mtp_k{spec['K']}", "fresh init" + (", shared LM head" if share else "")
-            bb = AutoModelForCausalLM.from_pretrained(p["base"], dtype=torch.float32)
-            MTPModel.from_backbone(bb, spec["K"], share_head=share).save_modules(mtp_dir)
-            del bb
-    tr = Trainer(cfg, model=p["model"], dataset=p["dataset"], variant=args.variant, base=p["base"],
-                 data_root=p["data_root"], out=tmp / "run", mtp=mtp_dir)
-    try:
+                share = bool(args.share_head or cfg["mtp"]["share_head"])
+                mtp_dir, self.modules = self.tmp / f"mtp_k{spec['K']}", "fresh init" + (", shared LM head" if share else "")
+                bb = AutoModelForCausalLM.from_pretrained(p["base"], dtype=torch.float32)
+                MTPModel.from_backbone(bb, spec["K"], share_head=share).save_modules(mtp_dir)
+                del bb
+        self.tr = tr = Trainer(cfg, model=p["model"], dataset=p["dataset"], variant=args.variant, base=p["base"],
+                               data_root=p["data_root"], out=self.tmp / "run", mtp=mtp_dir)
         n = tr.sizes.responses
-        assert n == common["n"], (n, common)
+        assert n == self.common["n"], (n, self.common)
         vocab = tr.acc.unwrap_model(tr.actor).backbone.config.vocab_size
-        resp_len = b["response_len"] or cfg["train"]["max_response_length"]
-        batch, digest = fixed_batch(tr.records, n, common["G"], resp_len, vocab, tr.tokenizer.pad_token_id,
-                                    cfg["seed"])
-        batch = batch.to(tr.device)
-        dev = tr.device
-        base_rss = current_rss_mb()
-        base_cuda = 0.0
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
-            base_cuda = torch.cuda.memory_allocated(dev) / 2**20
-        times, score_t, update_t, cpu_t = [], [], [], []
-        load0 = os.getloadavg()[0]
-        for it in range(b["warmup_iters"] + args.repeats):
-            bt = copy.copy(batch)
-            bt.resp, bt.row = dict(batch.resp), dict(batch.row)
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            tr._score(bt)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t1 = time.perf_counter()
-            tr._update(bt, it + 1)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t2 = time.perf_counter()
-            c2 = time.process_time()
-            if it >= b["warmup_iters"]:
-                times.append(t2 - t0)
-                cpu_t.append(c2 - c0)
-                score_t.append(t1 - t0)
-                update_t.append(t2 - t1)
-            print(f"[bench] {args.variant}: iteration {it + 1}/{b['warmup_iters'] + args.repeats} "
-                  f"{'(untimed) ' if it < b['warmup_iters'] else ''}{t2 - t0:.3f} s (CPU {c2 - c0:.3f} s)",
-                  file=sys.stderr, flush=True)
-        if dev.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(dev) / 2**20
-            delta = max(0.0, peak - base_cuda)
+        self.resp_len = self.b["response_len"] or cfg["train"]["max_response_length"]
+        batch, self.digest = fixed_batch(tr.records, n, self.common["G"], self.resp_len, vocab,
+                                         tr.tokenizer.pad_token_id, cfg["seed"])
+        self.batch = batch.to(tr.device)
+        self.dev = tr.device
+        self.base_rss = current_rss_mb()
+        self.base_cuda = 0.0
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+            torch.cuda.reset_peak_memory_stats(self.dev)
+            self.base_cuda = torch.cuda.memory_allocated(self.dev) / 2**20
+        self.load0 = os.getloadavg()[0]
+        self.count = 0
+
+    def _sync(self) -> None:
+        if self.dev.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.dev)
+
+    def iteration(self, timed: bool) -> dict:
+        """One update (score + update) on a copy of the fixed batch: wall / CPU / phase seconds."""
+        import copy
+
+        self.count += 1
+        bt = copy.copy(self.batch)
+        bt.resp, bt.row = dict(self.batch.resp), dict(self.batch.row)
+        c0, t0 = time.process_time(), time.perf_counter()
+        self.tr._score(bt)
+        self._sync()
+        t1 = time.perf_counter()
+        self.tr._update(bt, self.count)
+        self._sync()
+        t2, c2 = time.perf_counter(), time.process_time()
+        print(f"[bench] {self.args.variant}: iteration {self.count} {'' if timed else '(untimed) '}{t2 - t0:.3f} s "
+              f"(CPU {c2 - c0:.3f} s)", file=sys.stderr, flush=True)
+        return {"wall": t2 - t0, "cpu": c2 - c0, "score": t1 - t0, "update": t2 - t1}
+
+    def result(self, recs: list[dict]) -> dict:
+        import resource
+
+        import torch
+
+        if self.dev.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.dev) / 2**20
+            delta = max(0.0, peak - self.base_cuda)
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            delta = max(0.0, peak - base_rss)
-        res = {**spread(times), "peak_mem_mb": peak, "update_peak_delta_mb": delta,
-               "score_median_s": statistics.median(score_t), "update_median_s": statistics.median(update_t),
-               # process CPU seconds (all threads): far less sensitive than wall time to other jobs on the machine
-               "cpu_median_s": statistics.median(cpu_t), "cpu_times_s": cpu_t,
-               "loadavg_1min": [load0, os.getloadavg()[0]], "threads": torch.get_num_threads(),
-               "variant": args.variant, "method": spec["method"], "K": spec["K"], "group_size": spec["group_size"],
-               "batch_hash": digest, "responses": n, "response_len": resp_len, "prompt_len": batch.prompt_len,
-               "batch_group_size": common["G"], "mini_batch_size": common["mini"],
-               "response_tokens": int(batch.resp["mask"].sum()),
-               "mtp_modules": modules, "share_head": bool(getattr(tr.acc.unwrap_model(tr.actor), "share_head", False)),
-               "device": str(dev), "device_total_mem_mb": device_total_mem_mb(dev),
-               "optimizer_steps_per_update": tr.sizes.n_mini * cfg["train"]["ppo_epochs"]}
+            delta = max(0.0, peak - self.base_rss)
+        cfg, spec, tr = self.cfg, self.spec, self.tr
+        return {**spread([r["wall"] for r in recs]), "peak_mem_mb": peak, "update_peak_delta_mb": delta,
+                "score_median_s": statistics.median(r["score"] for r in recs),
+                "update_median_s": statistics.median(r["update"] for r in recs),
+                # process CPU seconds (all threads): far less sensitive than wall time to other jobs on the machine
+                "cpu_median_s": statistics.median(r["cpu"] for r in recs), "cpu_times_s": [r["cpu"] for r in recs],
+                "loadavg_1min": [self.load0, os.getloadavg()[0]], "threads": torch.get_num_threads(),
+                "variant": self.args.variant, "method": spec["method"], "K": spec["K"],
+                "group_size": spec["group_size"], "batch_hash": self.digest, "responses": self.common["n"],
+                "response_len": self.resp_len, "prompt_len": self.batch.prompt_len,
+                "batch_group_size": self.common["G"], "mini_batch_size": self.common["mini"],
+                "response_tokens": int(self.batch.resp["mask"].sum()), "mtp_modules": self.modules,
+                "share_head": bool(getattr(tr.acc.unwrap_model(tr.actor), "share_head", False)),
+                "device": str(self.dev), "device_total_mem_mb": device_total_mem_mb(self.dev),
+                "optimizer_steps_per_update": tr.sizes.n_mini * cfg["train"]["ppo_epochs"]}
+
+    def close(self) -> None:
+        try:
+            self.tr.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _one_update_step(args) -> dict:
+    """Runs in a subprocess: one method, `warmup_iters` untimed + `repeats` timed updates, back to back."""
+    r = _UpdateRunner(args)
+    try:
+        for _ in range(r.b["warmup_iters"]):
+            r.iteration(False)
+        return r.result([r.iteration(True) for _ in range(args.repeats)])
     finally:
-        tr.close()
-    return res
+        r.close()
+
+
+def _serve(args) -> None:
+    """Runs in a subprocess (``_one --serve FD``): set up once, then obey the parent, one line per command on
+    stdin -- ``untimed`` / ``timed`` (one update, answered with its timings) and ``result`` (the JSON of every
+    timed update so far) -- answering on file descriptor FD (stdout stays free for library output)."""
+    r = _UpdateRunner(args)
+    recs: list[dict] = []
+    with os.fdopen(args.serve, "w") as reply:
+        def say(obj) -> None:
+            reply.write(json.dumps(obj) + "\n")
+            reply.flush()
+
+        try:
+            say({"ready": True})
+            for line in sys.stdin:
+                cmd = line.strip()
+                if cmd in ("timed", "untimed"):
+                    rec = r.iteration(cmd == "timed")
+                    if cmd == "timed":
+                        recs.append(rec)
+                    say(rec)
+                elif cmd == "result":
+                    say(r.result(recs))
+                    break
+        finally:
+            r.close()
+
+
+class _Server:
+    """Parent side of :func:`_serve`: one method's process, kept alive to interleave its updates with PPO's."""
+
+    def __init__(self, cmd: list[str], what: str):
+        rfd, wfd = os.pipe()
+        self.what = what
+        self.proc = subprocess.Popen([*cmd, "--serve", str(wfd)], stdin=subprocess.PIPE, text=True, pass_fds=(wfd,))
+        os.close(wfd)
+        self.reply = os.fdopen(rfd)
+        self._read()  # {"ready": true} once the trainer is built
+
+    def _read(self) -> dict:
+        line = self.reply.readline()
+        if not line:
+            code = self.proc.wait()
+            raise SystemExit(f"benchmark of {self.what} failed (exit {code}); see the output above")
+        return json.loads(line)
+
+    def ask(self, cmd: str) -> dict:
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait()
+        self.reply.close()
 
 
 def update_step(args) -> dict:
+    """Every method on the fixed batch. ``bench.interleave`` (default): PPO's process stays alive and each other
+    method's timed updates alternate with PPO's (PPO, X, X, PPO, PPO, X, ...), so a ratio to PPO compares updates
+    made minutes, not tens of minutes, apart -- on a shared or throttled machine speed drifts -- and each ratio
+    is the ratio of the medians of those paired updates. Two processes are resident at a time (peak memory is
+    still per process). ``interleave: false``: each method alone in turn, ratios to PPO's own median."""
     from mpo.config import load_config
     from mpo.runinfo import library_versions
 
     cfg = load_config(args.config)
     p = _paths(cfg, args)
     _check_inputs(p)
-    repeats = args.repeats or cfg["bench"]["repeats"]
+    b = cfg["bench"]
+    repeats = args.repeats or b["repeats"]
+    interleave = bool(b["interleave"])
     out: dict = {"what": "median wall seconds (and process CPU seconds) of one training update - old log-probs + "
                          "reference + critic values + advantages, then every mini-batch forward/backward/optimizer "
                          "step, MTP terms where used - on one identical batch; peak memory per method in its own "
-                         "process",
-                 "model": p["model"], "dataset": p["dataset"], "repeats": repeats,
-                 "warmup_iters": cfg["bench"]["warmup_iters"], "config": cfg["name"], "scale": cfg["scale"],
-                 "threads": args.threads or cfg["bench"]["threads"] or os.cpu_count()}
+                         "process" + ("; each method's timed updates alternate with PPO's (paired ratios)"
+                                      if interleave else ""),
+                 "model": p["model"], "dataset": p["dataset"], "repeats": repeats, "interleave": interleave,
+                 "warmup_iters": b["warmup_iters"], "config": cfg["name"], "scale": cfg["scale"],
+                 "threads": args.threads or b["threads"] or os.cpu_count()}
     versions = library_versions()
     out.update({k: versions.get(k) for k in ("torch", "transformers", "accelerate")})
-    methods = {**METHODS, **(SHARED_HEAD if cfg["bench"]["shared_head"] else {})}
+    methods = {**METHODS, **(SHARED_HEAD if b["shared_head"] else {})}
     for key, variant in methods.items():
         if variant not in cfg["variants"]:
             out[key] = {"status": "missing", "reason": f"variant {variant!r} is not defined in the config"}
-            continue
-        with tempfile.TemporaryDirectory() as td:
-            res_file = Path(td) / "one.json"
-            cmd = [sys.executable, "-m", "mpo.bench", "_one", "--config", args.config, "--variant", variant,
-                   "--repeats", str(repeats), "--json", str(res_file), "--model", p["model"], "--dataset", p["dataset"],
-                   "--base", str(p["base"]), "--mtp-root", str(p["mtp_root"]), "--data-root", str(p["data_root"])]
-            if args.threads:
-                cmd += ["--threads", str(args.threads)]
-            if key in SHARED_HEAD:
-                cmd += ["--share-head"]
-            print(f"[bench] {key} ({variant}) ...", file=sys.stderr, flush=True)
-            proc = subprocess.run(cmd)
-            if proc.returncode != 0:
-                raise SystemExit(f"benchmark of {variant} failed (exit {proc.returncode}); see the output above")
-            out[key] = json.loads(res_file.read_text())
+
+    def cmd_for(key: str) -> list[str]:
+        cmd = [sys.executable, "-m", "mpo.bench", "_one", "--config", args.config, "--variant", methods[key],
+               "--repeats", str(repeats), "--model", p["model"], "--dataset", p["dataset"], "--base", str(p["base"]),
+               "--mtp-root", str(p["mtp_root"]), "--data-root", str(p["data_root"])]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        if key in SHARED_HEAD:
+            cmd += ["--share-head"]
+        return cmd
+
+    todo = [k for k in methods if "status" not in out.get(k, {})]
+    if interleave and "ppo" in todo:
+        _interleaved(out, todo, cmd_for, b["warmup_iters"], repeats)
+    else:
+        for key in todo:
+            with tempfile.TemporaryDirectory() as td:
+                res_file = Path(td) / "one.json"
+                print(f"[bench] {key} ({methods[key]}) ...", file=sys.stderr, flush=True)
+                proc = subprocess.run([*cmd_for(key), "--json", str(res_file)])
+                if proc.returncode != 0:
+                    raise SystemExit(f"benchmark of {methods[key]} failed (exit {proc.returncode}); see the output above")
+                out[key] = json.loads(res_file.read_text())
     ppo = out.get("ppo", {})
     for key in methods:
         e = out[key]
         if "median_s" in e and "median_s" in ppo:
-            e["ratio_to_ppo"] = e["median_s"] / ppo["median_s"]
-            e["cpu_ratio_to_ppo"] = e["cpu_median_s"] / ppo["cpu_median_s"] if ppo["cpu_median_s"] > 0 else None
+            ref_t = e.pop("_ppo_paired", None) or {"median_s": ppo["median_s"], "cpu_median_s": ppo["cpu_median_s"]}
+            e["ratio_to_ppo"] = e["median_s"] / ref_t["median_s"]
+            e["cpu_ratio_to_ppo"] = e["cpu_median_s"] / ref_t["cpu_median_s"] if ref_t["cpu_median_s"] > 0 else None
+            if key != "ppo" and interleave:
+                e["ppo_paired_median_s"], e["ppo_paired_cpu_median_s"] = ref_t["median_s"], ref_t["cpu_median_s"]
             e["peak_mem_ratio_to_ppo"] = e["peak_mem_mb"] / ppo["peak_mem_mb"]
             e["update_peak_delta_ratio_to_ppo"] = (e["update_peak_delta_mb"] / ppo["update_peak_delta_mb"]
                                                    if ppo["update_peak_delta_mb"] > 0 else None)
@@ -289,6 +393,36 @@ def update_step(args) -> dict:
     if len(hashes) > 1:
         raise SystemExit(f"methods saw different batches ({hashes}); the comparison would be unfair")
     return out
+
+
+def _interleaved(out: dict, todo: list[str], cmd_for, warmup: int, repeats: int) -> None:
+    """PPO stays up; every other method's timed updates alternate with PPO's (the order flips each round)."""
+    print("[bench] ppo (paired with every other method) ...", file=sys.stderr, flush=True)
+    ppo = _Server(cmd_for("ppo"), "ppo")
+    try:
+        for _ in range(warmup):
+            ppo.ask("untimed")
+        for key in todo:
+            if key == "ppo":
+                continue
+            print(f"[bench] {key} (alternating with ppo) ...", file=sys.stderr, flush=True)
+            x = _Server(cmd_for(key), key)
+            try:
+                for _ in range(warmup):
+                    x.ask("untimed")
+                paired = []
+                for i in range(repeats):
+                    order = (ppo, x) if i % 2 == 0 else (x, ppo)
+                    recs = {srv: srv.ask("timed") for srv in order}
+                    paired.append(recs[ppo])
+                out[key] = x.ask("result")
+            finally:
+                x.close()
+            out[key]["_ppo_paired"] = {"median_s": statistics.median(r["wall"] for r in paired),
+                                       "cpu_median_s": statistics.median(r["cpu"] for r in paired)}
+        out["ppo"] = ppo.ask("result")
+    finally:
+        ppo.close()
 
 
 def print_update_table(res: dict) -> None:
@@ -452,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("update-step", "rollout", "warmup-step", "_one"):
         s = sub.add_parser(name)
         s.add_argument("--config", required=True)
-        s.add_argument("--json", required=True, help="output JSON")
+        s.add_argument("--json", required=name != "_one", help="output JSON")
         s.add_argument("--model", default=None, help="a model of the config (default: the first)")
         s.add_argument("--dataset", default=None, help="prompts from this dataset's train split (default: gsm8k)")
         s.add_argument("--base", default=None, help="prepared model dir (default results/<name>/models/<model>/base)")
@@ -463,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "_one":
             s.add_argument("--variant", required=True)
             s.add_argument("--share-head", action="store_true", help="fresh modules sharing the backbone's LM head")
+            s.add_argument("--serve", type=int, default=None, metavar="FD",
+                           help="internal: stay up and run updates on command (see _serve), answering on FD")
         if name == "warmup-step":
             s.add_argument("--K", type=int, default=5)
     s = sub.add_parser("pipeline")
@@ -479,7 +615,12 @@ def main(argv: list[str] | None = None) -> int:
         print(Path(args.out_md).read_text())
         return 0
     if args.cmd == "_one":
-        write_json(args.json, _one_update_step(args))
+        if args.serve is not None:
+            _serve(args)
+        elif not args.json:
+            ap.error("_one: --json is required without --serve")
+        else:
+            write_json(args.json, _one_update_step(args))
         return 0
     if args.cmd == "update-step":
         res = update_step(args)
