@@ -161,6 +161,24 @@ def test_table2_and_3_speed_memory(cfg):
     assert "MPO (K=5, shared LM head)" not in {r["Method"] for r in tables.table3(off, FIXTURE).rows}
 
 
+def test_tables_show_the_benchmarks_paired_ratio(cfg, tmp_path):
+    """With bench.interleave the JSON's ratio_to_ppo is against the PPO updates each method alternated with, not
+    PPO's overall median: Tables 2 and 3 print that ratio."""
+    root = tmp_path / "r"
+    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("baseline"))
+    path = root / "benchmarks" / "update_step.json"
+    data = json.loads(path.read_text())
+    for key in ("mpo_k3", "mpo_k5", "mpo_k5_shared_head"):
+        data[key]["ratio_to_ppo"] = 1.234
+    path.write_text(json.dumps(data))
+    (bench,) = [r for r in tables.table2(cfg, root).rows if "benchmark" in r["Source"]]
+    assert bench["K=3 / PPO"] == bench["K=5 / PPO"] == "1.23" and bench["MPO K=5"] == "0.98"
+    t3 = tables.table3(cfg, root)
+    (mpo,) = _rows(t3, Method="MPO (K=5)", Source=[r["Source"] for r in t3.rows if "benchmark" in r["Source"]][0])
+    (sh,) = _rows(t3, Method="MPO (K=5, shared LM head)")
+    assert mpo["Time / PPO"] == sh["Time / PPO"] == "1.23"
+
+
 def test_table2_without_benchmark_is_missing(cfg, tmp_path):
     root = tmp_path / "r"
     shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("baseline", "benchmarks"))

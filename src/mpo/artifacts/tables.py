@@ -176,11 +176,12 @@ def table2(cfg: dict, results) -> Table:
     bench = load_bench(results)
     bmodel = _bench_model(cfg, bench)
 
-    def finish(row: dict, values: dict) -> dict:
+    def finish(row: dict, values: dict, ratios: dict | None = None) -> dict:
         for label, _, _ in TABLE2_COLUMNS:
             row[label] = values[label] if isinstance(values[label], str) else fmt(values[label], 2)
-        row["K=3 / PPO"] = _ratio(values["MPO K=3"], values["PPO"])
-        row["K=5 / PPO"] = _ratio(values["MPO K=5"], values["PPO"])
+        for label in ("MPO K=3", "MPO K=5"):  # the benchmark's own (paired) ratio where it has one
+            given = (ratios or {}).get(label)
+            row[f"K={label[-1]} / PPO"] = f"{given:.2f}" if given is not None else _ratio(values[label], values["PPO"])
         return row
 
     ours: OrderedDict = OrderedDict()
@@ -188,13 +189,14 @@ def table2(cfg: dict, results) -> Table:
         vals = {label: (_train_stats(cfg, results, m, ds, v)["seconds"] if ds else None) for label, v in variants.items()}
         ours.setdefault(m, []).append(
             finish({"Model": m, "Source": ours_source(cfg, f"training, median s/step on {ds or MISSING}")}, vals))
-    vals = {}
+    vals, ratios = {}, {}
     for label, _, _ in TABLE2_COLUMNS:
         entry = _bench_entry(bench, paper_keys[label])
         vals[label] = entry.get("median_s") if entry else None
+        ratios[label] = entry.get("ratio_to_ppo") if entry else None
     device = (bench or {}).get("device")
     what = "update-step benchmark, median s" + (f" ({device})" if device else "")
-    ours.setdefault(bmodel, []).append(finish({"Model": bmodel, "Source": ours_source(cfg, what)}, vals))
+    ours.setdefault(bmodel, []).append(finish({"Model": bmodel, "Source": ours_source(cfg, what)}, vals, ratios))
     paper: OrderedDict = OrderedDict()
     for m in block["rows"]:
         vals = {label: _paper_value(block, m, paper_keys[label]) for label, _, _ in TABLE2_COLUMNS}
@@ -203,7 +205,9 @@ def table2(cfg: dict, results) -> Table:
     notes = [
         "Seconds per training iteration (the paper) vs. our median seconds per training step (rollout + old log-probs"
         " + update, from metrics.jsonl) and the median time of one isolated update step (benchmarks/update_step.json).",
-        "Ratios to PPO are comparable across hardware; absolute times are not.",
+        "Ratios to PPO are comparable across hardware; absolute times are not. The benchmark's ratios are its own"
+        " `ratio_to_ppo`: with `bench.interleave` each method's updates alternate with PPO's and are divided by"
+        " those paired PPO updates (machine speed drifts), so they can differ from the ratio of the printed medians.",
         f"Variants: {', '.join(f'{k} = `{v}`' for k, v in variants.items() if v)}.",
     ]
     return Table("table2", "Table 2: training speed (seconds per iteration)", columns, _ordered_rows(ours, paper), notes,
@@ -243,7 +247,10 @@ def table3(cfg: dict, results) -> Table:
             "Method": lab, "Model": bmodel, "Source": ours_source(cfg, "update-step benchmark"),
             "Peak memory (MB)": fmt(mem, 0), "Memory fraction": (fmt(mem / total_mb, 3) if (mem and total_mb) else
                                                                   (MISSING if mem is None else NA)),
-            "Time per step (s)": fmt(sec, 3), "Time / PPO": _ratio(sec, ppo_sec),
+            "Time per step (s)": fmt(sec, 3),
+            # the benchmark's own ratio: paired with the PPO updates it alternated with (bench.interleave)
+            "Time / PPO": (f"{entry['ratio_to_ppo']:.2f}" if entry and entry.get("ratio_to_ppo") is not None
+                           else _ratio(sec, ppo_sec)),
         }
 
     for key, _, _, bench_key in spec:
@@ -275,7 +282,8 @@ def table3(cfg: dict, results) -> Table:
     notes = [
         "The paper gives GPU memory as a fraction of one A100 80GB and seconds per step; ours: peak memory in MB"
         " (fraction of the device's memory where the benchmark records it) and the median seconds of one isolated"
-        " update step (benchmark) or of a whole training step (training).",
+        " update step (benchmark) or of a whole training step (training). A benchmark row's Time / PPO is the"
+        " benchmark's own `ratio_to_ppo`: with `bench.interleave` against the PPO updates it alternated with.",
         f"Variants: {', '.join(f'`{v}`' for v in variants.values() if v)}.",
     ]
     if cfg["bench"]["shared_head"]:
