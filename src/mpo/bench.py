@@ -287,6 +287,8 @@ def _serve(args) -> None:
                 elif cmd == "result":
                     say(r.result(recs))
                     break
+                else:
+                    raise ValueError(f"mpo.bench _one --serve: unknown command {cmd!r} (timed, untimed, result)")
         finally:
             r.close()
 
