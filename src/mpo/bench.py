@@ -379,11 +379,11 @@ def update_step(args) -> dict:
     for key in methods:
         e = out[key]
         if "median_s" in e and "median_s" in ppo:
-            ref_t = e.pop("_ppo_paired", None) or {"median_s": ppo["median_s"], "cpu_median_s": ppo["cpu_median_s"]}
-            e["ratio_to_ppo"] = e["median_s"] / ref_t["median_s"]
-            e["cpu_ratio_to_ppo"] = e["cpu_median_s"] / ref_t["cpu_median_s"] if ref_t["cpu_median_s"] > 0 else None
-            if key != "ppo" and interleave:
-                e["ppo_paired_median_s"], e["ppo_paired_cpu_median_s"] = ref_t["median_s"], ref_t["cpu_median_s"]
+            # interleaved: against the PPO updates this method alternated with; else PPO's own medians
+            ref_s = e.get("ppo_paired_median_s", ppo["median_s"])
+            ref_cpu = e.get("ppo_paired_cpu_median_s", ppo["cpu_median_s"])
+            e["ratio_to_ppo"] = e["median_s"] / ref_s
+            e["cpu_ratio_to_ppo"] = e["cpu_median_s"] / ref_cpu if ref_cpu > 0 else None
             e["peak_mem_ratio_to_ppo"] = e["peak_mem_mb"] / ppo["peak_mem_mb"]
             e["update_peak_delta_ratio_to_ppo"] = (e["update_peak_delta_mb"] / ppo["update_peak_delta_mb"]
                                                    if ppo["update_peak_delta_mb"] > 0 else None)
@@ -420,8 +420,8 @@ def _interleaved(out: dict, todo: list[str], cmd_for, warmup: int, repeats: int)
                 out[key] = x.ask("result")
             finally:
                 x.close()
-            out[key]["_ppo_paired"] = {"median_s": statistics.median(r["wall"] for r in paired),
-                                       "cpu_median_s": statistics.median(r["cpu"] for r in paired)}
+            out[key]["ppo_paired_median_s"] = statistics.median(r["wall"] for r in paired)
+            out[key]["ppo_paired_cpu_median_s"] = statistics.median(r["cpu"] for r in paired)
         out["ppo"] = ppo.ask("result")
     finally:
         ppo.close()

@@ -89,6 +89,11 @@ def _ratio(a, b, digits=2) -> str:
     return f"{a / b:.{digits}f}" if b else NA
 
 
+def _bench_ratio(given, a, b) -> str:
+    """The benchmark's own ``ratio_to_ppo`` (paired under ``bench.interleave``) where it has one, else a / b."""
+    return f"{given:.2f}" if given is not None else _ratio(a, b)
+
+
 def _first_variant(cfg: dict, variants: list[str], method: str, K: int | None = None) -> str | None:
     for v in variants:
         p = variant_params(cfg, v)
@@ -180,8 +185,7 @@ def table2(cfg: dict, results) -> Table:
         for label, _, _ in TABLE2_COLUMNS:
             row[label] = values[label] if isinstance(values[label], str) else fmt(values[label], 2)
         for label in ("MPO K=3", "MPO K=5"):  # the benchmark's own (paired) ratio where it has one
-            given = (ratios or {}).get(label)
-            row[f"K={label[-1]} / PPO"] = f"{given:.2f}" if given is not None else _ratio(values[label], values["PPO"])
+            row[f"K={label[-1]} / PPO"] = _bench_ratio((ratios or {}).get(label), values[label], values["PPO"])
         return row
 
     ours: OrderedDict = OrderedDict()
@@ -248,9 +252,7 @@ def table3(cfg: dict, results) -> Table:
             "Peak memory (MB)": fmt(mem, 0), "Memory fraction": (fmt(mem / total_mb, 3) if (mem and total_mb) else
                                                                   (MISSING if mem is None else NA)),
             "Time per step (s)": fmt(sec, 3),
-            # the benchmark's own ratio: paired with the PPO updates it alternated with (bench.interleave)
-            "Time / PPO": (f"{entry['ratio_to_ppo']:.2f}" if entry and entry.get("ratio_to_ppo") is not None
-                           else _ratio(sec, ppo_sec)),
+            "Time / PPO": _bench_ratio(entry.get("ratio_to_ppo") if entry else None, sec, ppo_sec),
         }
 
     for key, _, _, bench_key in spec:
