@@ -147,7 +147,7 @@ def test_K1_has_no_modules_and_matches_plain_forward():
     mm = MTPModel.from_backbone(m, 1)
     assert len(mm.mtp) == 0 and mm.num_parameters()["modules"] == 0
     with torch.no_grad():
-        lp = mm.realized_logprobs(ids, am)
+        lp = mm.realized_token_logprobs(ids, am)
     assert lp.shape == (3, 12, 1)
     ls = torch.log_softmax(plain.float(), -1)
     for b in range(3):
@@ -172,13 +172,56 @@ def test_backbone_bit_identical_with_modules_attached():
     with torch.no_grad():
         mm(ids, am)  # a full MTP forward must leave the backbone untouched (no lingering hooks)
         again = m(input_ids=ids, attention_mask=am).logits
-        lp1 = MTPModel.from_backbone(m, 1).realized_logprobs(ids, am)
-        lp4 = mm.realized_logprobs(ids, am)
+        lp1 = MTPModel.from_backbone(m, 1).realized_token_logprobs(ids, am)
+        lp4 = mm.realized_token_logprobs(ids, am)
     assert torch.equal(plain, again)
     assert len(m.model.layers[-1]._forward_hooks) == 0
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert torch.equal(lp4[..., 0], lp1[..., 0])  # k = 0 column does not depend on K
+
+
+def test_realized_token_logprobs_and_outputs_split_and_deprecated_wrapper():
+    """The two return types have two names; the old keyword-dependent name still works (deprecated)."""
+    mm = MTPModel.from_backbone(tiny_llama(), 3)
+    randomize_modules(mm)
+    ids, am = padded_batch()
+    with torch.no_grad():
+        full = mm(ids, am, return_stats=True)
+        lp = mm.realized_token_logprobs(ids, am)
+        out = mm.realized_outputs(ids, am, return_stats=True)
+        with pytest.raises(ValueError, match="realized_outputs"):
+            mm.realized_token_logprobs(ids, am, return_stats=True)
+        with pytest.warns(DeprecationWarning, match="realized_token_logprobs"):
+            old_lp = mm.realized_logprobs(ids, am)
+        with pytest.warns(DeprecationWarning):
+            old_out = mm.realized_logprobs(ids, am, return_stats=True)
+    assert isinstance(lp, torch.Tensor) and torch.equal(lp, full.logprobs) and torch.equal(old_lp, lp)
+    assert torch.equal(out.rank, full.rank) and torch.equal(old_out.rank, full.rank)
+
+
+def test_backbone_states_and_shift_old_private_names_still_work():
+    """mpo.train.critic calls MTPModel._backbone_states / _shifted: the aliases are the public methods."""
+    mm = MTPModel.from_backbone(tiny_llama(), 2)
+    ids, am = padded_batch()
+    assert MTPModel._shifted is MTPModel.shifted and MTPModel._backbone_states is MTPModel.backbone_states
+    x = torch.arange(6).view(1, 6)
+    assert MTPModel.shifted(x, 2, fill=-1).tolist() == [[2, 3, 4, 5, -1, -1]]
+    with torch.no_grad():
+        h0, h_last, kw = mm.backbone_states(ids, am)
+        pos = (am.cumsum(-1) - 1).clamp(min=0)
+        h0b, h_lastb, _ = mm._backbone_states(ids, am, pos)
+    assert torch.equal(h0, h0b) and torch.equal(h_last, h_lastb) and "position_embeddings" in kw
+
+
+def test_auxiliary_ce_is_one_weighted_mean():
+    from mpo.mtp import auxiliary_ce
+
+    lps = [torch.tensor([-1.0, -3.0]), torch.tensor([-2.0]), torch.zeros(0)]
+    total, per = auxiliary_ce(lps, [1.0, 0.5, 0.25])
+    assert per.tolist() == [2.0, 2.0, 0.0] and float(total) == 3.0
+    with pytest.raises(ValueError, match="need K-1 = 3 lambdas"):
+        auxiliary_ce(lps, [1.0, 0.5])
 
 
 # ----------------------------------------------------------------------------------------------- values
@@ -576,7 +619,7 @@ def test_save_load_round_trip_exact(tmp_path):
         assert torch.equal(sd_a[k], sd_b[k]), k
     ids, am = padded_batch()
     with torch.no_grad():
-        assert torch.equal(mm.realized_logprobs(ids, am), loaded.realized_logprobs(ids, am))
+        assert torch.equal(mm.realized_token_logprobs(ids, am), loaded.realized_token_logprobs(ids, am))
     # an already loaded backbone works too; a mismatching K does not load silently
     again = MTPModel.load(m, tmp_path / "mods")
     assert torch.equal(again.mtp[1].proj.weight, mm.mtp[1].proj.weight)
@@ -594,4 +637,4 @@ def test_qwen2_untied_save_load(tmp_path):
     loaded = MTPModel.load(m, tmp_path / "mods")
     ids, am = padded_batch()
     with torch.no_grad():
-        assert torch.equal(mm.realized_logprobs(ids, am), loaded.realized_logprobs(ids, am))
+        assert torch.equal(mm.realized_token_logprobs(ids, am), loaded.realized_token_logprobs(ids, am))
