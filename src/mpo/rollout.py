@@ -169,40 +169,76 @@ class HFEngine(RolloutEngine):
             use_cache=True,
         )
 
-    @torch.no_grad()
-    def _generate(self, prompt_ids, *, n, max_new_tokens, temperature, top_p, seed):
-        gen_cfg = self._generation_config(n, max_new_tokens, temperature, top_p)
-        greedy = temperature == 0
-        bs = self.batch_size or len(prompt_ids)
+    @contextlib.contextmanager
+    def _decoding(self, seed: int | None, greedy: bool):
+        """Eval mode, and (seeded sampling) a forked RNG stream seeded with ``seed``; restores both."""
         was_training = self.model.training
         self.model.eval()
         rng = contextlib.nullcontext()
         if seed is not None and not greedy:
             devices = [self.device] if self.device.type == "cuda" else []
             rng = torch.random.fork_rng(devices=devices)
-        results: list[list[list[int]]] = []
         try:
             with rng:
                 if seed is not None and not greedy:
                     torch.manual_seed(int(seed) % (2**63))
-                for a in range(0, len(prompt_ids), bs):
-                    chunk = prompt_ids[a : a + bs]
-                    width = max(len(p) for p in chunk)
-                    ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                    for i, p in enumerate(chunk):
-                        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-                        mask[i, width - len(p):] = 1
-                    out = self.model.generate(
-                        input_ids=ids.to(self.device), attention_mask=mask.to(self.device), generation_config=gen_cfg
-                    )
-                    rows = out[:, width:].tolist()
-                    per = 1 if greedy else n
-                    for i in range(len(chunk)):
-                        group = [self._cut(rows[i * per + j]) for j in range(per)]
-                        results.append(group * n if greedy else group)
+                yield
         finally:
             self.model.train(was_training)
+
+    def _padded_chunks(self, prompt_ids):
+        """(chunk, ids, mask) per ``batch_size`` prompts: left-padded [len(chunk), width] on the engine's device."""
+        bs = self.batch_size or len(prompt_ids)
+        for a in range(0, len(prompt_ids), bs):
+            chunk = prompt_ids[a : a + bs]
+            width = max(len(p) for p in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, p in enumerate(chunk):
+                ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+                mask[i, width - len(p):] = 1
+            yield chunk, ids.to(self.device), mask.to(self.device)
+
+    @torch.no_grad()
+    def _generate(self, prompt_ids, *, n, max_new_tokens, temperature, top_p, seed):
+        gen_cfg = self._generation_config(n, max_new_tokens, temperature, top_p)
+        greedy = temperature == 0
+        results: list[list[list[int]]] = []
+        with self._decoding(seed, greedy):
+            for chunk, ids, mask in self._padded_chunks(prompt_ids):
+                out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_cfg)
+                rows = out[:, ids.shape[1]:].tolist()
+                per = 1 if greedy else n
+                for i in range(len(chunk)):
+                    group = [self._cut(rows[i * per + j]) for j in range(per)]
+                    results.append(group * n if greedy else group)
+        return results
+
+    def generate_mixture(self, prompt_ids: list[list[int]], *, n: int, max_new_tokens: int, temperature: float,
+                         mot, top_p: float = 1.0, seed: int | None = None) -> list[list[Any]]:
+        """The ``mot`` rollout mode: mixture-of-token decoding (``mpo.mot``, docs/method.md §9).
+
+        Same arguments and seeding as ``generate`` plus ``mot`` (an ``mpo.mot.MoTConfig``); ``top_p`` must be 1
+        (the mixture uses the full distribution). Returns ``out[i][j]``: an ``mpo.mot.MixtureRollout`` (token ids
+        as ``generate`` returns them, plus the recorded mixture inputs and log-probs) for the j-th response to
+        prompt i. The n rows of a prompt are decoded side by side, as ``model.generate`` does.
+        """
+        from mpo.mot import mot_decode
+
+        _check_args(prompt_ids, n, max_new_tokens, temperature, top_p)
+        if top_p != 1.0:
+            raise RolloutEngineError(f"generate_mixture: top_p must be 1 in the mot mode, got {top_p}")
+        start = time.perf_counter()
+        results: list[list[Any]] = []
+        with self._decoding(seed, temperature == 0):
+            for chunk, ids, mask in self._padded_chunks([list(map(int, p)) for p in prompt_ids]):
+                rows = mot_decode(self.model, ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0),
+                                  max_new_tokens=max_new_tokens, temperature=float(temperature), cfg=mot,
+                                  eos_ids=self.eos_ids, pad_id=self.pad_id)
+                results += [rows[i * n : (i + 1) * n] for i in range(len(chunk))]
+        self.generate_seconds += time.perf_counter() - start
+        self.tokens_generated += sum(len(r.tokens) for group in results for r in group)
+        self.calls += 1
         return results
 
 
