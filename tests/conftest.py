@@ -105,3 +105,23 @@ def make_trainer(env: dict, variant: str, out: Path | None = None, cfg: dict | N
     mtp = kw.pop("mtp", None) or (env["mtp"] if variant in TRAIN_MTP_VARIANTS else None)
     return Trainer(cfg or env["cfg"], model="tiny-llama", dataset="gsm8k", variant=variant, base=env["base"],
                    data_root=env["data"], out=out, mtp=mtp, reward_fn=kw.pop("reward_fn", fake_reward), **kw)
+
+
+# metrics that measure wall-clock time or memory: they differ from run to run
+TIMING_METRICS = {"time_rollout", "time_old_logprob", "time_update", "time_step", "peak_mem_mb", "rollout_tokens_per_s"}
+
+
+def run_variant(env: dict, variant: str, out: Path | None = None, cfg: dict | None = None, **kw):
+    """Train ``variant`` (see :func:`make_trainer`); returns (summary, metrics rows, output directory)."""
+    import json
+
+    out = out or env["root"] / "runs" / variant
+    summary = make_trainer(env, variant, out=out, cfg=cfg, **kw).run()
+    rows = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    return summary, rows, out
+
+
+@pytest.fixture(scope="module")
+def env(train_env):
+    """Short name of :func:`train_env` for the training tests."""
+    return train_env

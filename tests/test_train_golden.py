@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TIMING_METRICS as UNSTABLE
 from conftest import make_trainer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "golden_train.json"
 VARIANTS = ("ppo", "grpo", "dapo", "mpo_k3")
-# wall-clock and memory measurements differ from run to run
-UNSTABLE = {"time_rollout", "time_old_logprob", "time_update", "time_step", "peak_mem_mb", "rollout_tokens_per_s"}
 
 
 def _hash_state(state: dict) -> str:
