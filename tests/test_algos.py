@@ -1,4 +1,4 @@
-"""Tests of the algorithm core ``mpo.algos`` (formulas: shared/paper/METHOD.md sections 1, 3, 4, 6).
+"""Tests of the algorithm core ``mpo.algos`` (formulas: docs/method.md §1, §3, §4, §6).
 
 What is pinned:
 * MPO with K = 1, or with MTP share W = 0 (any K, any gamma), is PPO to the bit: loss and gradients,
@@ -64,7 +64,7 @@ def make_block_logps(lengths, T, K, seed, scale=0.3, junk=-math.inf):
 
 
 def ref_block_log_ratio(logp, old_logp, lengths, weights, form):
-    """Loop implementation of METHOD.md section 3, straight from the formula (float64)."""
+    """Loop implementation of docs/method.md §3, straight from the formula (float64)."""
     B, T, K = logp.shape
     out = torch.zeros(B, T, dtype=torch.float64)
     for b in range(B):
@@ -147,7 +147,7 @@ class TestMtpWeights:
 
 
 # ---------------------------------------------------------------------------------------------------
-# block_log_ratio (METHOD.md section 3)
+# block_log_ratio (docs/method.md §3)
 # ---------------------------------------------------------------------------------------------------
 
 

@@ -62,7 +62,7 @@ class Trainer:
         self.data_root, self.out = Path(data_root), Path(out)
         self.seed = int(cfg["seed"])
         self._custom_reward = reward_fn  # callable(texts, records) -> (rewards, correct); default: the graders
-        self.weights = methods.mtp_weights_for(self.spec)
+        self.ratio_weights = methods.mtp_weights_for(self.spec)  # w_0 .. w_{K-1} of the block ratio (Eq. 10)
         self.want_aux = self.spec["uses_mtp_modules"] and float(self.spec["mtp_aux_coef"]) > 0
         if self.spec["uses_mtp_modules"] and self.mtp_dir is None:
             raise TrainSetupError(f"variant '{variant}' (MPO, K={self.spec['K']}) needs the warmed-up MTP modules: "
@@ -261,7 +261,7 @@ class Trainer:
             if self.metrics_path.exists() else history
         return {
             "status": "done", "model": self.model_name, "dataset": self.dataset, "variant": self.variant,
-            "method": self.spec["method"], "spec": self.spec, "mtp_weights": self.weights.tolist(),
+            "method": self.spec["method"], "spec": self.spec, "mtp_weights": self.ratio_weights.tolist(),
             "steps": self.total_steps, "resumed_from_step": start, "sizes": self.sizes.__dict__,
             "train_prompts": len(self.records), "prompts_dropped_too_long": self.prompts_dropped,
             "num_processes": self.world, "device": str(self.device), "engine": self.tcfg["engine"],

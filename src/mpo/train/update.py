@@ -81,7 +81,7 @@ def microbatch_backward(tr, micro, shares: tuple[float, float], step: int) -> tu
             logp = micro.response_view(out.logprobs)
             pg, kl, pm, policy_lr, token_lr = methods.policy_loss(
                 spec, logp=logp, old_logp=micro.resp["old_logp"], mask=m, advantages=micro.resp["adv"],
-                weights=tr.weights, ref_logp=micro.resp.get("ref_logp"))
+                weights=tr.ratio_weights, ref_logp=micro.resp.get("ref_logp"))
         aux = out.mtp_ce if tr.want_aux else None
         for term, what in ((pg, "policy loss"), (kl, "KL loss"), (aux, "MTP auxiliary loss")):
             if term is not None:
