@@ -434,8 +434,9 @@ def clipped_value_loss(
         v_clip = clip(v, v_old - c, v_old + c)
         loss   = 0.5 * token-mean( max((v - R)^2, (v_clip - R)^2) )
 
-    All inputs [B, T]. Metrics: ``vf_clip_frac`` = share of counted tokens where the clipped error is
-    strictly larger (the gradient is cut there); ``vf_explained_var`` = 1 - Var(R - v) / Var(R).
+    All inputs [B, T]. Metrics: ``vf_clip_frac`` = share of counted tokens where the value moved by more than
+    the clip range, ``|v - v_old| > c`` (comparing the two errors instead would count rounding in
+    ``v_old + (v - v_old)`` as clipping); ``vf_explained_var`` = 1 - Var(R - v) / Var(R).
     """
     m = _bool(mask)
     v_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
@@ -444,7 +445,7 @@ def clipped_value_loss(
     loss = 0.5 * masked_mean(torch.maximum(err1, err2), m)
     with torch.no_grad():
         metrics = {
-            "vf_clip_frac": masked_mean((err2.detach() > err1.detach()).to(values.dtype), m),
+            "vf_clip_frac": masked_mean(((values - old_values).detach().abs() > clip).to(values.dtype), m),
             "vf_explained_var": explained_variance(returns.detach(), values.detach(), m),
         }
     return loss, metrics
