@@ -184,3 +184,52 @@ def test_registries_reject_duplicates_and_unknown_names():
         algos.register_adv_estimator("gae")(lambda **kw: None)
     with pytest.raises(ValueError, match="unknown policy loss 'nope'"):
         algos.get_policy_loss("nope")
+
+
+# ------------------------------------------------------------------------------------------------ auxiliary MTP loss
+def test_module_token_counts():
+    from mpo.train.loss import module_token_counts
+
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]])
+    assert module_token_counts(mask, 3).tolist() == [2 + 0 + 3, 1 + 0 + 2]
+    assert module_token_counts(mask, 1).numel() == 0
+
+
+@pytest.mark.parametrize("micro", [1, 2, 3])
+def test_aux_mtp_loss_is_invariant_to_micro_batching(smoke_model_dir, micro):
+    """Six rows of different lengths: the accumulated auxiliary loss equals the whole mini-batch's token-weighted
+    sum_k lambda_k CE_k for every micro-batch size (the trainer's weighting: loss.aux_lambdas, aux_share 1)."""
+    from transformers import AutoModelForCausalLM
+
+    from mpo.mtp import MTPModel
+    from mpo.train.batch import collate
+    from mpo.train.loss import aux_lambdas, module_token_counts
+
+    torch.manual_seed(0)
+    model = MTPModel.from_backbone(AutoModelForCausalLM.from_pretrained(smoke_model_dir), 3, lambdas=[1.0, 0.5])
+    vocab = model.backbone.config.vocab_size
+    lengths = [2, 9, 4, 12, 1, 6]
+    batch = collate([[5, 6, 7]] * 6, [torch.randint(10, vocab, (n,)).tolist() for n in lengths], 0)
+    mask, n, K = batch.resp["mask"], batch.size, 3
+    mini_counts = module_token_counts(mask, K)
+
+    def accumulated(size: int) -> float:
+        accum, total = n // size, 0.0
+        for start in range(0, n, size):
+            mb = batch.select(list(range(start, start + size)))
+            lam = aux_lambdas(model.lambdas, module_token_counts(mb.resp["mask"], K), mini_counts, 1, accum)
+            out = model(mb.seq["input_ids"], mb.seq["attention_mask"], logprob_mask=mb.logprob_mask(), mtp_ce=True,
+                        lambdas=lam)
+            aux = compose_loss(aux=out.mtp_ce, policy=torch.zeros(()), token_share=0.0, row_share=0.0,
+                               aux_share=1.0, row_agg=False, kl_coef=0.0, aux_coef=1.0)["actor"]
+            total += float(aux) / accum  # accelerate divides each micro-batch's backward by the accumulation steps
+        return total
+
+    whole = accumulated(n)
+    with torch.no_grad():  # reference: sum_k lambda_k * (token mean of CE_k over all six rows)
+        out = model(batch.seq["input_ids"], batch.seq["attention_mask"], logprob_mask=batch.logprob_mask())
+        lp = batch.response_view(out.logprobs)
+        valid = batch.response_view(out.valid)
+        want = sum(lam * float(-lp[..., k][valid[..., k]].mean()) for k, lam in zip((1, 2), model.lambdas))
+    assert whole == pytest.approx(want, rel=1e-5)
+    assert accumulated(micro) == pytest.approx(whole, rel=1e-5)

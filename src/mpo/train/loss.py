@@ -19,6 +19,26 @@ def loss_shares(micro_tokens: float, micro_rows: float, mini_tokens: float, mini
     return token_share, row_share
 
 
+def module_token_counts(mask: torch.Tensor, K: int) -> torch.Tensor:
+    """[K-1] float64: for MTP module k = 1 .. K-1, the response tokens t with a target t + k < L (its CE terms)."""
+    lengths = mask.bool().sum(-1)
+    return torch.stack([(lengths - k).clamp(min=0).sum() for k in range(1, K)]).double() if K > 1 \
+        else torch.zeros(0, dtype=torch.float64, device=mask.device)
+
+
+def aux_lambdas(lambdas: list[float], micro_counts: torch.Tensor, mini_counts: torch.Tensor, world: int,
+                accum: int) -> list[float]:
+    """The auxiliary CE weights for one micro-batch: lambda_k times module k's token share of the mini-batch.
+
+    ``MTPModel`` returns sum_k lambda_k CE_k with CE_k a mean over the micro-batch's tokens; with these weights
+    (and ``aux_share = 1`` in :func:`compose_loss`) the accumulated loss is sum_k lambda_k (token mean of CE_k over
+    the whole mini-batch), whatever the micro-batch size. ``mini_counts``: summed over processes.
+    """
+    scale = world * accum
+    return [lam * (float(n) / float(total) * scale if total > 0 else 0.0)
+            for lam, n, total in zip(lambdas, micro_counts.tolist(), mini_counts.tolist())]
+
+
 def compose_loss(*, policy: torch.Tensor | None = None, kl: torch.Tensor | None = None,
                  aux: torch.Tensor | None = None, value: torch.Tensor | None = None, token_share: float,
                  row_share: float, aux_share: float, row_agg: bool, kl_coef: float,

@@ -9,7 +9,7 @@ import torch
 
 from mpo import algos
 from mpo.train import methods
-from mpo.train.loss import compose_loss, loss_shares
+from mpo.train.loss import aux_lambdas, compose_loss, loss_shares, module_token_counts
 from mpo.train.metrics import UpdateLog, update_metrics
 from mpo.train.sampling import sub_seed
 
@@ -40,12 +40,14 @@ def minibatch_step(tr, batch, rows: torch.Tensor, step: int, log: UpdateLog, fir
     spec, sz, dist = tr.spec, tr.sizes, tr.dist
     mini_tokens = float(dist.reduce(batch.resp["mask"].index_select(0, rows).sum().float().reshape(1)).item())
     mini_rows = dist.sum(float(len(rows)))
+    mini_module_tokens = dist.reduce(module_token_counts(batch.resp["mask"].index_select(0, rows), spec["K"])) \
+        if tr.want_aux else None
     logged = {"policy_loss": 0.0, "kl_loss": 0.0, "mtp_aux_loss": 0.0, "value_loss": 0.0}
     for start in range(0, len(rows), sz.micro):
         micro = batch.select(rows[start : start + sz.micro])
         m = micro.resp["mask"]
         shares = loss_shares(float(m.sum()), len(m), mini_tokens, mini_rows, dist.world, sz.accum)
-        terms, extra = microbatch_backward(tr, micro, shares, step)
+        terms, extra = microbatch_backward(tr, micro, shares, step, mini_module_tokens)
         norm = dist.world * sz.accum  # undo the shares' scaling for logging
         for key, (value, share) in terms.items():
             logged[key] += float(value.detach()) * float(share) / norm
@@ -60,8 +62,10 @@ def minibatch_step(tr, batch, rows: torch.Tensor, step: int, log: UpdateLog, fir
         log.add("value_loss", dist.sum(logged["value_loss"]))
 
 
-def microbatch_backward(tr, micro, shares: tuple[float, float], step: int) -> tuple[dict, dict]:
-    """One micro-batch's forward and backward for the actor (and the critic).
+def microbatch_backward(tr, micro, shares: tuple[float, float], step: int,
+                        mini_module_tokens: torch.Tensor | None = None) -> tuple[dict, dict]:
+    """One micro-batch's forward and backward for the actor (and the critic). ``mini_module_tokens``: the
+    mini-batch's CE token count per MTP module (with the auxiliary loss), which weights it (``loss.aux_lambdas``).
 
     Returns ({loss name: (term, its share)}, what the metrics need: policy metrics ``pm``, value metrics ``vm``,
     the actor output ``out``, ``logp`` and the two log ratios).
@@ -71,13 +75,18 @@ def microbatch_backward(tr, micro, shares: tuple[float, float], step: int) -> tu
     m = micro.resp["mask"]
     ids, am = micro.seq["input_ids"], micro.seq["attention_mask"]
     row_agg = spec["loss_agg"] == "seq-mean-token-mean"
-    kw = dict(token_share=token_share, row_share=row_share, aux_share=row_share, row_agg=row_agg,
+    kw = dict(token_share=token_share, row_share=row_share, aux_share=1.0, row_agg=row_agg,
               kl_coef=float(spec["kl_loss_coef"]), aux_coef=float(spec["mtp_aux_coef"]))
+    lambdas = None
+    if tr.want_aux:  # token-weighted over the whole mini-batch, invariant to the micro-batch size
+        micro_counts = module_token_counts(m, spec["K"])
+        lambdas = aux_lambdas(acc.unwrap_model(tr.actor).lambdas, micro_counts, mini_module_tokens,
+                              tr.dist.world, tr.sizes.accum)
     models = [tr.actor] + ([tr.critic] if tr.critic is not None else [])
     with acc.accumulate(*models):
         with acc.autocast():
             out = tr.actor(ids, am, logprob_mask=micro.logprob_mask(), mtp_grad=spec["mtp_grad"] or "hidden",
-                           mtp_ce=tr.want_aux, temperature=tr.lp_temperature)
+                           mtp_ce=tr.want_aux, lambdas=lambdas, temperature=tr.lp_temperature)
             logp = micro.response_view(out.logprobs)
             pg, kl, pm, policy_lr, token_lr = methods.policy_loss(
                 spec, logp=logp, old_logp=micro.resp["old_logp"], mask=m, advantages=micro.resp["adv"],
@@ -88,8 +97,9 @@ def microbatch_backward(tr, micro, shares: tuple[float, float], step: int) -> tu
                 tr.check_finite(term.detach(), what, step)
         acc.backward(compose_loss(policy=pg, kl=kl, aux=aux, **kw)["actor"])
         share = row_share if row_agg else token_share
-        terms = {"policy_loss": (pg, share), "kl_loss": (kl, share), "mtp_aux_loss": (aux, row_share)}
-        extra = {"pm": pm, "out": out, "logp": logp, "policy_lr": policy_lr, "token_lr": token_lr, "vm": None}
+        terms = {"policy_loss": (pg, share), "kl_loss": (kl, share), "mtp_aux_loss": (aux, 1.0)}
+        extra = {"pm": pm, "out": out, "logp": logp, "policy_lr": policy_lr, "token_lr": token_lr, "vm": None,
+                 "module_tokens": micro_counts.tolist() if tr.want_aux else None}
         if tr.critic is not None:
             with acc.autocast():
                 v = micro.response_view(tr.critic(ids, am)).float()
@@ -105,9 +115,9 @@ def log_microbatch(micro, extra: dict, ratio_kind: str, log: UpdateLog, first: b
     """Token-weighted policy / value metrics of one micro-batch, its log ratios and per-module CE."""
     m = micro.resp["mask"]
     n_tokens = float(m.sum())
-    if extra["out"].mtp_ce_per_module is not None:
-        for k, ce in enumerate(extra["out"].mtp_ce_per_module.tolist(), start=1):
-            log.add(f"mtp_ce/k{k}", ce)
+    if extra["out"].mtp_ce_per_module is not None:  # token-weighted means over the update
+        for k, (ce, n) in enumerate(zip(extra["out"].mtp_ce_per_module.tolist(), extra["module_tokens"]), start=1):
+            log.add(f"mtp_ce/k{k}", ce, n)
     if extra["vm"] is not None:
         log.add("vf_clip_frac", extra["vm"]["vf_clip_frac"], n_tokens)
     for key in ("clip_frac", "clip_frac_low", "clip_frac_high"):
