@@ -1,4 +1,4 @@
-"""Tests of the algorithm core ``mpo.algos`` (formulas: shared/paper/METHOD.md sections 1, 3, 4, 6).
+"""Tests of the algorithm core ``mpo.algos`` (formulas: docs/method.md §1, §3, §4, §6).
 
 What is pinned:
 * MPO with K = 1, or with MTP share W = 0 (any K, any gamma), is PPO to the bit: loss and gradients,
@@ -64,7 +64,7 @@ def make_block_logps(lengths, T, K, seed, scale=0.3, junk=-math.inf):
 
 
 def ref_block_log_ratio(logp, old_logp, lengths, weights, form):
-    """Loop implementation of METHOD.md section 3, straight from the formula (float64)."""
+    """Loop implementation of docs/method.md §3, straight from the formula (float64)."""
     B, T, K = logp.shape
     out = torch.zeros(B, T, dtype=torch.float64)
     for b in range(B):
@@ -147,7 +147,7 @@ class TestMtpWeights:
 
 
 # ---------------------------------------------------------------------------------------------------
-# block_log_ratio (METHOD.md section 3)
+# block_log_ratio (docs/method.md §3)
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -453,6 +453,17 @@ class TestLosses:
         # token 0: v=1 clipped to .5 -> max(0, .25) = .25 (clip taken); token 1: v=2 in range -> 4; token 2: 1
         torch.testing.assert_close(loss, torch.tensor(0.5 * (0.25 + 4.0 + 1.0) / 3))
         assert met["vf_clip_frac"].item() == pytest.approx(1 / 3)
+
+    def test_value_clip_frac_ignores_rounding(self):
+        """Values inside the clip range are not clipped, even where old + (v - old) rounds away from v and so makes
+        the 'clipped' error a hair larger than the plain one."""
+        old = torch.tensor([[-0.08230451494455338, -0.041222311556339264, 0.06842248886823654, 0.0]])
+        values = torch.tensor([[0.2240004688501358, 0.10156199336051941, -0.059804145246744156, 0.9]])
+        ret = torch.tensor([[-0.12934696674346924, 0.7665793895721436, -0.03596699237823486, 0.0]])
+        v_clip = old + torch.clamp(values - old, -0.5, 0.5)
+        assert bool(((v_clip - ret) ** 2 > (values - ret) ** 2)[0, :3].all())  # rounding, not clipping
+        _, met = clipped_value_loss(values, old, ret, torch.ones(1, 4), clip=0.5)
+        assert met["vf_clip_frac"].item() == pytest.approx(1 / 4)  # only token 3 (|0.9 - 0| > 0.5) is clipped
 
     def test_kl_estimators(self):
         g = torch.Generator().manual_seed(15)

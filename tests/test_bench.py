@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mpo import bench
-from test_train import write_data
+from conftest import write_train_data as write_data
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from mpo.train.trainer import Trainer, TrainingDivergedError
-from test_train import REPO, TIMING, env, fake_reward, run  # noqa: F401 - env is a fixture
+from conftest import REPO, TIMING_METRICS, run_variant as run
 
 
 class Killed(Exception):
@@ -24,7 +24,7 @@ def _cfg(env, **train):
 
 
 def _strip(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    return [{k: v for k, v in r.items() if k not in TIMING_METRICS} for r in rows]
 
 
 @pytest.mark.parametrize("variant", ["mpo_k3", "dapo"])
@@ -63,15 +63,15 @@ def test_resume_is_bitwise(env, monkeypatch, variant):
 def test_nan_stops_and_keeps_last_good_checkpoint(env, monkeypatch):
     cfg = _cfg(env, steps=4, save_every=1)
     out = env["root"] / "nan"
-    orig = Trainer._score
+    orig = Trainer._advantages
 
-    def poisoned(self, batch):
-        res = orig(self, batch)
-        if self.progress.step == 2:  # scoring for step 3
+    def poisoned(self, batch, sc):
+        res = orig(self, batch, sc)
+        if self.progress.step == 2:  # advantages of step 3
             batch.resp["adv"] = torch.full_like(batch.resp["adv"], float("nan"))
         return res
 
-    monkeypatch.setattr(Trainer, "_score", poisoned)
+    monkeypatch.setattr(Trainer, "_advantages", poisoned)
     with pytest.raises(TrainingDivergedError, match=r"non-finite policy loss.*step 3.*step_000002"):
         run(env, "ppo", out=out, cfg=cfg)
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())

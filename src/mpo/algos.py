@@ -1,6 +1,6 @@
 """Algorithm core: the pure tensor functions behind PPO, GRPO, DAPO, GSPO and MPO.
 
-Every formula here is written down in ``shared/paper/METHOD.md`` (sections 1, 3, 4, 6); the docstrings
+Every formula here is written down in ``docs/method.md`` (§1, §3, §4, §6); the docstrings
 restate it next to the code. The functions are small, pure (no module state, no in-place writes to
 their inputs) and take / return torch tensors.
 
@@ -16,12 +16,21 @@ Conventions (shapes use B = rows in the mini-batch, T = padded response length, 
   ``.item()`` when logging).
 
 Layout, top to bottom: masked statistics -> advantages (GAE, group) -> reward shaping (DAPO) ->
-MPO block ratio -> GSPO sequence ratio -> losses (policy, value, KL) -> entropy.
+MPO block ratio -> GSPO sequence ratio -> losses (policy, value, KL) -> entropy -> registries.
+
+Registries (verl ``core_algos.py`` style): :data:`ADV_ESTIMATORS` (``register_adv_estimator``) maps a variant's
+``advantage`` to its estimator, :data:`LOG_RATIOS` / :data:`POLICY_LOSSES` (``register_log_ratio`` /
+``register_policy_loss``) map a ratio kind (token: PPO, GRPO, DAPO; block: MPO; sequence: GSPO) to its log ratio and
+clipped policy loss. The names are ``mpo.enums``'s.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+from mpo.enums import KL_KINDS, LOSS_AGGS, RATIO_FORMS, RATIO_KINDS  # the single definitions (re-exported here)
 
 __all__ = [
     "masked_sum",
@@ -40,15 +49,22 @@ __all__ = [
     "clipped_policy_loss",
     "clipped_value_loss",
     "kl_penalty",
+    "approx_kl",
+    "explained_variance",
     "entropy_from_logits",
     "RATIO_FORMS",
     "LOSS_AGGS",
     "KL_KINDS",
+    "ADV_ESTIMATORS",
+    "register_adv_estimator",
+    "get_adv_estimator",
+    "LOG_RATIOS",
+    "register_log_ratio",
+    "POLICY_LOSSES",
+    "register_policy_loss",
+    "get_policy_loss",
 ]
 
-RATIO_FORMS = ("weighted_log_sum", "product")
-LOSS_AGGS = ("token-mean", "seq-mean-token-mean")
-KL_KINDS = ("k1", "k2", "k3")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -117,7 +133,7 @@ def gae(
     gamma: float,
     lam: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over response tokens (METHOD.md section 1).
+    """Generalised advantage estimation over response tokens (docs/method.md §1).
 
     For each row, with V_{L} = 0 after the last response token:
         delta_t = r_t + gamma * V_{t+1} - V_t
@@ -151,7 +167,7 @@ def group_advantages(
     scale: bool = True,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """GRPO advantages (METHOD.md section 6): ``A_i = (R_i - mean_g R) / (std_g R + eps)``.
+    """GRPO advantages (docs/method.md §6): ``A_i = (R_i - mean_g R) / (std_g R + eps)``.
 
     ``rewards`` is [N] with the G = ``group_size`` samples of a prompt consecutive (N = n_prompts * G);
     std is the unbiased sample std of the group. ``scale=False`` gives ``R_i - mean_g R`` (Dr. GRPO).
@@ -211,7 +227,7 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: f
 
 
 # ---------------------------------------------------------------------------------------------------
-# MPO: the block-level ratio (METHOD.md section 3)
+# MPO: the block-level ratio (docs/method.md §3)
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -276,7 +292,7 @@ def block_log_ratio(
     weights: torch.Tensor,
     form: str = "weighted_log_sum",
 ) -> torch.Tensor:
-    """MPO's block-level log ratio log rtilde_t (paper Eq. 8 / 9, METHOD.md section 3).
+    """MPO's block-level log ratio log rtilde_t (paper Eq. 8 / 9, docs/method.md §3).
 
     ``logp``, ``old_logp``: [B, T, K]. Entry [b, t, k] is the log-prob of token t+k under predictor k
     (k = 0: the backbone, k >= 1: MTP module k) at the position that predicts token t, under the
@@ -317,7 +333,7 @@ def block_log_ratio(
 
 
 # ---------------------------------------------------------------------------------------------------
-# GSPO: the sequence-level ratio (METHOD.md section 6)
+# GSPO: the sequence-level ratio (docs/method.md §6)
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -367,7 +383,7 @@ def clipped_policy_loss(
     eps_high: float,
     agg: str = "token-mean",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO clipped surrogate (METHOD.md section 1; MPO Eq. 11 with the block ratio as ``log_ratio``).
+    """PPO clipped surrogate (docs/method.md §1; MPO Eq. 11 with the block ratio as ``log_ratio``).
 
         r_t = exp(log_ratio_t),    loss = agg_t  -min(r_t A_t, clip(r_t, 1 - eps_low, 1 + eps_high) A_t)
 
@@ -401,7 +417,7 @@ def clipped_policy_loss(
             "clip_frac_high": masked_mean(((ratio_d > 1 + eps_high) & (adv_d > 0)).to(ratio_d.dtype), m),
             "ratio_mean": masked_mean(ratio_d, m),
             "ratio_var": masked_var(ratio_d, m),
-            "approx_kl": masked_mean((ratio_d - 1) - log_ratio.detach(), m),
+            "approx_kl": approx_kl(log_ratio.detach(), m),
         }
     return loss, metrics
 
@@ -413,13 +429,14 @@ def clipped_value_loss(
     mask: torch.Tensor,
     clip: float = 0.5,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped value loss (METHOD.md section 1; verl ``compute_value_loss``).
+    """Clipped value loss (docs/method.md §1; verl ``compute_value_loss``).
 
         v_clip = clip(v, v_old - c, v_old + c)
         loss   = 0.5 * token-mean( max((v - R)^2, (v_clip - R)^2) )
 
-    All inputs [B, T]. Metrics: ``vf_clip_frac`` = share of counted tokens where the clipped error is
-    strictly larger (the gradient is cut there); ``vf_explained_var`` = 1 - Var(R - v) / Var(R).
+    All inputs [B, T]. Metrics: ``vf_clip_frac`` = share of counted tokens where the value moved by more than
+    the clip range, ``|v - v_old| > c`` (comparing the two errors instead would count rounding in
+    ``v_old + (v - v_old)`` as clipping); ``vf_explained_var`` = 1 - Var(R - v) / Var(R).
     """
     m = _bool(mask)
     v_clipped = old_values + torch.clamp(values - old_values, -clip, clip)
@@ -427,12 +444,22 @@ def clipped_value_loss(
     err2 = (v_clipped - returns) ** 2
     loss = 0.5 * masked_mean(torch.maximum(err1, err2), m)
     with torch.no_grad():
-        var_r = masked_var(returns.detach(), m)
         metrics = {
-            "vf_clip_frac": masked_mean((err2.detach() > err1.detach()).to(values.dtype), m),
-            "vf_explained_var": 1 - masked_var((returns - values).detach(), m) / var_r.clamp(min=1e-8),
+            "vf_clip_frac": masked_mean(((values - old_values).detach().abs() > clip).to(values.dtype), m),
+            "vf_explained_var": explained_variance(returns.detach(), values.detach(), m),
         }
     return loss, metrics
+
+
+def approx_kl(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean k3 estimate ``(r - 1) - log r`` of KL(pi_old || pi_theta) over the counted tokens, r = exp(log_ratio)
+    (>= 0, 0 at r = 1)."""
+    return masked_mean((torch.exp(log_ratio) - 1) - log_ratio, mask)
+
+
+def explained_variance(returns: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``1 - Var(R - v) / Var(R)`` over the counted entries (Var(R) clamped at 1e-8): 1 for a perfect critic."""
+    return 1 - masked_var(returns - values, mask) / masked_var(returns, mask).clamp(min=1e-8)
 
 
 def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") -> torch.Tensor:
@@ -515,3 +542,96 @@ def tempo_advantages(
 
 
 __all__ += ["tempo_advantages"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registries (verl core_algos.py style)
+# ---------------------------------------------------------------------------------------------------
+
+ADV_ESTIMATORS: dict[str, Callable] = {}
+LOG_RATIOS: dict[str, Callable] = {}
+POLICY_LOSSES: dict[str, Callable] = {}
+
+
+def _registrar(table: dict, what: str):
+    def register(name: str):
+        def decorate(fn: Callable) -> Callable:
+            if name in table and table[name] is not fn:
+                raise ValueError(f"{what} {name!r} is already registered ({table[name].__name__})")
+            table[name] = fn
+            return fn
+
+        return decorate
+
+    return register
+
+
+def _lookup(table: dict, what: str, name: str) -> Callable:
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; registered: {sorted(table)}")
+    return table[name]
+
+
+register_adv_estimator = _registrar(ADV_ESTIMATORS, "advantage estimator")
+register_log_ratio = _registrar(LOG_RATIOS, "log ratio")
+register_policy_loss = _registrar(POLICY_LOSSES, "policy loss")
+
+
+def get_adv_estimator(name: str) -> Callable:
+    return _lookup(ADV_ESTIMATORS, "advantage estimator", name)
+
+
+def get_policy_loss(name: str) -> Callable:
+    return _lookup(POLICY_LOSSES, "policy loss", name)
+
+
+@register_adv_estimator("gae")
+def gae_advantage_return(*, token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
+                         lam: float, **_) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO / MPO: :func:`gae` over per-token rewards and the critic's values; (advantages, returns) [B, T]."""
+    return gae(token_rewards, values.float(), _bool(mask), gamma, lam)
+
+
+@register_adv_estimator("grpo")
+def grpo_outcome_advantage(*, scores: torch.Tensor, mask: torch.Tensor, group_size: int, **_) -> tuple[torch.Tensor, None]:
+    """GRPO, DAPO, GSPO: :func:`group_advantages` of the outcome scores [B], broadcast over each row's tokens
+    (zero on padding); no returns."""
+    adv = group_advantages(scores.float(), int(group_size))
+    return torch.where(_bool(mask), adv[:, None].expand(mask.shape), torch.zeros((), device=adv.device)), None
+
+
+@register_log_ratio("token")
+def token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+    """The backbone's per-token log r_t = logp - old_logp ([B, T, K] inputs, column 0), zero on padding."""
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    return torch.where(_bool(mask), logp[..., 0] - old_logp[..., 0], zero)
+
+
+@register_log_ratio("block")
+def _block_log_ratio(logp, old_logp, mask, *, weights: torch.Tensor, form: str = "weighted_log_sum", **_):
+    """MPO: :func:`block_log_ratio` over the K predictors."""
+    return block_log_ratio(logp, old_logp, _bool(mask), weights.to(logp.device), form=form)
+
+
+@register_log_ratio("sequence")
+def _sequence_log_ratio(logp, old_logp, mask, **_):
+    """GSPO: the row's mean token log ratio, broadcast to its tokens."""
+    m = _bool(mask)
+    return sequence_ratio_as_tokens(sequence_log_ratio(logp[..., 0], old_logp[..., 0], m), m)
+
+
+def _clipped_loss_with(kind: str) -> Callable:
+    def policy_loss(logp, old_logp, mask, advantages, *, eps_low: float, eps_high: float, agg: str,
+                    weights: torch.Tensor | None = None, form: str = "weighted_log_sum"):
+        log_ratio = LOG_RATIOS[kind](logp, old_logp, mask, weights=weights, form=form)
+        loss, metrics = clipped_policy_loss(log_ratio, advantages, mask, eps_low, eps_high, agg=agg)
+        return loss, metrics, log_ratio
+
+    policy_loss.__name__ = f"{kind}_clipped_policy_loss"
+    policy_loss.__doc__ = (f"The clipped surrogate (:func:`clipped_policy_loss`) with the {kind} log ratio "
+                           f"(``LOG_RATIOS['{kind}']``); logp, old_logp [B, T, K]. Returns (loss, metrics, log ratio).")
+    return policy_loss
+
+
+for _kind in RATIO_KINDS:
+    register_policy_loss(_kind)(_clipped_loss_with(_kind))

@@ -209,7 +209,7 @@ class _UpdateRunner:
         bt = copy.copy(self.batch)
         bt.resp, bt.row = dict(self.batch.resp), dict(self.batch.row)
         c0, t0 = time.process_time(), time.perf_counter()
-        self.tr._score(bt)
+        self.tr._advantages(bt, self.tr._score(bt))
         self._sync()
         t1 = time.perf_counter()
         self.tr._update(bt, self.count)

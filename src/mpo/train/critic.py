@@ -1,4 +1,4 @@
-"""The critic of PPO and MPO (METHOD.md sections 1 and 5).
+"""The critic of PPO and MPO (docs/method.md §1 and §5).
 
 :class:`Critic`: a separate copy of the policy backbone with a scalar value head on its last hidden state (after
 the final norm), giving ``V(s)`` at every sequence position s; the value of response token t's state is read at
@@ -22,6 +22,17 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def value_mixture(values: torch.Tensor, available: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Vbar = sum_k softmax(alpha)_k [k available] V_k / sum_k softmax(alpha)_k [k available] (docs/method.md §5).
+
+    ``values`` [..., K] (float), ``available`` [..., K] (bool: head k has a state there), ``alpha`` [K] (the learnable
+    mixture logits). Unavailable heads are dropped and the weights renormalised; where no head is available the
+    result is 0. Differentiable in values and alpha. Returns [...].
+    """
+    w = torch.softmax(alpha, 0) * available.to(values.dtype)
+    return (values * w).sum(-1) / w.sum(-1).clamp(min=1e-12)
 
 
 class Critic(nn.Module):
@@ -69,9 +80,7 @@ class Critic(nn.Module):
             values.append(self._head(k, module.head.norm(h_k)))
             avail.append(m._shifted(am, k, fill=False))
             h_prev = h_k
-        V = torch.stack(values, -1)  # [B, S, K]
-        w = torch.softmax(self.alpha, 0) * torch.stack(avail, -1).to(V.dtype)
-        return (V * w).sum(-1) / w.sum(-1).clamp(min=1e-12)
+        return value_mixture(torch.stack(values, -1), torch.stack(avail, -1), self.alpha)
 
     def mixture_weights(self) -> list[float]:
         if self.alpha is None:

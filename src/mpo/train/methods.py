@@ -1,8 +1,9 @@
 """What differs between PPO, GRPO, DAPO, GSPO and MPO: advantages, the ratio, and the policy loss.
 
 Everything else (rollouts, rewards, batching, optimisation, logging) is shared by the trainer. The formulas are
-``mpo.algos``'s; this module only chooses between them according to a resolved variant spec
-(``mpo.train.variants.resolve_variant``). Tensors are response aligned ([N, T] / [N, T, K], see ``batch.py``).
+``mpo.algos``'s; this module looks them up in its registries by the resolved variant spec
+(``mpo.train.variants.resolve_variant``): ``spec["advantage"]`` in ``algos.ADV_ESTIMATORS``, ``spec["ratio"]`` in
+``algos.LOG_RATIOS`` / ``algos.POLICY_LOSSES``. Tensors are response aligned ([N, T] / [N, T, K], see ``batch.py``).
 """
 
 from __future__ import annotations
@@ -35,53 +36,51 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | N
 
 def advantages(spec: dict, train_cfg: dict, *, scores: torch.Tensor, mask: torch.Tensor,
                values: torch.Tensor | None, kl: torch.Tensor | None, whiten=None) -> dict[str, torch.Tensor]:
-    """Advantages [N, T] (and returns for the critic): GAE with the critic, or group-normalised scores.
+    """Advantages [N, T] with the variant's estimator (and, with a critic, its returns and the token rewards).
 
-    ``whiten``: callable (x, mask) -> whitened x (the trainer passes a version that pools statistics across
-    processes); defaults to ``algos.masked_whiten``.
+    Critic methods (GAE): per-token rewards (outcome on the last token, minus the reward KL), whitened advantages
+    when ``train.whiten_advantages``. ``whiten``: callable (x, mask) -> whitened x (the trainer passes a version
+    that pools statistics across processes); defaults to ``algos.masked_whiten``.
     """
     m = mask.bool()
-    if spec["advantage"] == "gae":
-        rewards = token_rewards(scores, mask, kl, float(spec["kl_coef"]))
-        adv, ret = algos.gae(rewards, values.float(), m, float(train_cfg["gamma_rl"]), float(train_cfg["lambda_gae"]))
-        if train_cfg["whiten_advantages"]:
-            adv = (whiten or algos.masked_whiten)(adv, m)
-        return {"advantages": adv, "returns": ret, "token_rewards": rewards}
-    adv = algos.group_advantages(scores.float(), int(spec["group_size"]))
-    return {"advantages": torch.where(m, adv[:, None].expand(mask.shape), torch.zeros((), device=adv.device))}
+    estimator = algos.get_adv_estimator(spec["advantage"])
+    rewards = token_rewards(scores, mask, kl, float(spec["kl_coef"])) if spec["critic"] else None
+    adv, ret = estimator(scores=scores, token_rewards=rewards, values=values, mask=m,
+                         gamma=float(train_cfg["gamma_rl"]), lam=float(train_cfg["lambda_gae"]),
+                         group_size=int(spec["group_size"]))
+    if not spec["critic"]:
+        return {"advantages": adv}
+    if train_cfg["whiten_advantages"]:
+        adv = (whiten or algos.masked_whiten)(adv, m)
+    return {"advantages": adv, "returns": ret, "token_rewards": rewards}
 
 
 def log_ratios(spec: dict, logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
                weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log ratio the loss uses [N, T], token log ratio [N, T]).
+    """(policy log ratio: the one the loss uses [N, T], token log ratio: the backbone's log r_t [N, T]).
 
     token (PPO, GRPO, DAPO): log r_t; block (MPO): log rtilde_t over the K predictors (Eq. 8 / 9);
     sequence (GSPO): the row's mean token log ratio broadcast to its tokens.
     """
     m = mask.bool()
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    token = torch.where(m, logp[..., 0] - old_logp[..., 0], zero)
-    if spec["ratio"] == "block":
-        used = algos.block_log_ratio(logp, old_logp, m, weights.to(logp.device), form=spec["ratio_form"])
-    elif spec["ratio"] == "sequence":
-        used = algos.sequence_ratio_as_tokens(algos.sequence_log_ratio(logp[..., 0], old_logp[..., 0], m), m)
-    else:
-        used = token
-    return used, token
+    policy = algos.LOG_RATIOS[spec["ratio"]](logp, old_logp, m, weights=weights, form=spec["ratio_form"])
+    return policy, algos.token_log_ratio(logp, old_logp, m)
 
 
 def policy_loss(spec: dict, *, logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
                 advantages: torch.Tensor, weights: torch.Tensor, ref_logp: torch.Tensor | None = None):
-    """The method's policy objective on one micro-batch: (pg_loss, kl_loss | None, metrics, used, token).
+    """The method's policy objective on one micro-batch:
+    (pg_loss, kl_loss | None, metrics, policy log ratio, token log ratio).
 
-    pg_loss = clipped surrogate with the method's ratio, clip range and aggregation; kl_loss (GRPO) = the k3
-    estimate of KL(pi_theta || pi_ref), aggregated the same way (the trainer adds ``kl_loss_coef *`` it).
+    pg_loss = ``algos.POLICY_LOSSES[spec["ratio"]]``: the clipped surrogate with the method's ratio, clip range and
+    aggregation; kl_loss (GRPO) = the k3 estimate of KL(pi_theta || pi_ref), aggregated the same way (the trainer
+    adds ``kl_loss_coef *`` it, ``loss.compose_loss``).
     """
     m = mask.bool()
-    used, token = log_ratios(spec, logp, old_logp, m, weights)
-    loss, metrics = algos.clipped_policy_loss(used, advantages, m, float(spec["clip_low"]), float(spec["clip_high"]),
-                                              agg=spec["loss_agg"])
+    loss, metrics, policy_lr = algos.get_policy_loss(spec["ratio"])(
+        logp, old_logp, m, advantages, eps_low=float(spec["clip_low"]), eps_high=float(spec["clip_high"]),
+        agg=spec["loss_agg"], weights=weights, form=spec["ratio_form"])
     kl_loss = None
     if float(spec["kl_loss_coef"]) > 0:
         kl_loss = algos.aggregate_loss(algos.kl_penalty(logp[..., 0], ref_logp, "k3"), m, spec["loss_agg"])
-    return loss, kl_loss, metrics, used, token
+    return loss, kl_loss, metrics, policy_lr, algos.token_log_ratio(logp, old_logp, m)

@@ -7,7 +7,7 @@ Resolution order (later wins): the method's defaults (:data:`METHOD_DEFAULTS`) <
 ``alias`` of another variant (same run directory, trained once; e.g. ``mpo_k5`` is an alias of ``mpo``):
 :func:`canonical_variant` follows aliases and :func:`run_dir` gives the directory every consumer should read.
 
-What differs between methods (METHOD.md sections 1, 3, 6) -- and nothing else does:
+What differs between methods (docs/method.md §1, §3, §6) -- and nothing else does:
 
 ======  ==========  ==========  =======  ================  ==================  ===========  ==============
 method  advantage   ratio       critic   clip low / high   loss aggregation    KL           extras
@@ -30,7 +30,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-METHODS = ("ppo", "grpo", "dapo", "mpo", "gspo")
+from mpo.enums import ADV_ESTIMATOR_NAMES, LOSS_AGGS, METHODS, MTP_GRAD_MODES, RATIO_FORMS
+
+__all__ = ["METHODS", "METHOD_DEFAULTS", "VARIANT_KEYS", "VariantError", "canonical_variant", "mtp_dir_for",
+           "resolve_variant", "run_dir", "trained_variants", "variants_of"]
 
 # Per-method defaults. `None` = take the train section's value.
 METHOD_DEFAULTS: dict[str, dict] = {
@@ -92,6 +95,11 @@ def run_dir(results: str | Path, model: str, dataset: str, variant: str, cfg: di
     return Path(results) / "runs" / model / dataset / name
 
 
+def _check_enum(name: str, spec: dict, key: str, allowed: tuple) -> None:
+    if spec[key] not in allowed:
+        raise VariantError(f"variant '{name}': {key} must be {'|'.join(allowed)}, got {spec[key]!r}")
+
+
 def resolve_variant(cfg: dict, name: str) -> dict:
     """The flat spec of a variant: method defaults < ``train`` section < variant keys, checked for consistency."""
     name = canonical_variant(cfg, name)
@@ -123,10 +131,8 @@ def resolve_variant(cfg: dict, name: str) -> dict:
             raise VariantError(f"variant '{name}': give mtp_share or w1, not both")
         if spec.get("w1") is not None:
             spec["mtp_share"] = None
-        if spec["mtp_grad"] not in ("hidden", "detach", "joint"):
-            raise VariantError(f"variant '{name}': mtp_grad must be hidden|detach|joint")
-        if spec["ratio_form"] not in ("weighted_log_sum", "product"):
-            raise VariantError(f"variant '{name}': ratio_form must be weighted_log_sum|product")
+        _check_enum(name, spec, "mtp_grad", MTP_GRAD_MODES)
+        _check_enum(name, spec, "ratio_form", RATIO_FORMS)
     else:
         for key in ("K", "gamma", "mtp_share", "w1", "mtp_grad", "ratio_form", "value_heads"):
             if key in raw and key != "value_heads":
@@ -136,8 +142,7 @@ def resolve_variant(cfg: dict, name: str) -> dict:
     if spec["value_heads"] and (method != "mpo" or spec["K"] < 2):
         raise VariantError(f"variant '{name}': value_heads needs method mpo with K >= 2")
 
-    if spec["advantage"] not in ("gae", "grpo"):
-        raise VariantError(f"variant '{name}': advantage must be gae|grpo")
+    _check_enum(name, spec, "advantage", ADV_ESTIMATOR_NAMES)
     if spec["advantage"] == "grpo" and method in ("ppo",):
         raise VariantError(f"variant '{name}': ppo uses GAE advantages (use method grpo for group advantages)")
     if spec["advantage"] == "gae" and method in ("grpo", "dapo", "gspo"):
@@ -152,8 +157,7 @@ def resolve_variant(cfg: dict, name: str) -> dict:
     spec["group_size"] = int(spec["group_size"])
     if spec["group_size"] < 1 or (spec["advantage"] == "grpo" and spec["group_size"] < 2):
         raise VariantError(f"variant '{name}': group methods need group_size >= 2, got {spec['group_size']}")
-    if spec["loss_agg"] not in ("token-mean", "seq-mean-token-mean"):
-        raise VariantError(f"variant '{name}': loss_agg must be token-mean|seq-mean-token-mean")
+    _check_enum(name, spec, "loss_agg", LOSS_AGGS)
     if spec.get("critic_lr") is None:
         spec["critic_lr"] = 10.0 * float(spec["lr"])
     spec["needs_ref"] = float(spec["kl_coef"]) > 0 or float(spec["kl_loss_coef"]) > 0
