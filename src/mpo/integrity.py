@@ -98,10 +98,10 @@ def newest_verified(ckpts: list[Path]) -> tuple[Path | None, list[tuple[Path, li
 
 
 class RunLock:
-    """Exclusive, non-blocking ``flock`` on ``folder/.lock``, held until :meth:`release` (or process exit)."""
+    """Exclusive, non-blocking ``flock`` on ``folder/<name>``, held until :meth:`release` (or process exit)."""
 
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / ".lock"
+    def __init__(self, folder: Path, name: str = ".lock"):
+        self.path = Path(folder) / name
         self._fd: int | None = None
 
     def acquire(self) -> "RunLock":

@@ -1,5 +1,9 @@
 """Checkpoints: ``accelerate`` ``save_state`` (models, optimizers, RNG states) plus :class:`Progress` (data position,
-schedulers, counters); a restarted run resumes from the last complete one and continues bit for bit."""
+schedulers, counters); a restarted run resumes from the newest *verified* one and continues bit for bit.
+
+A checkpoint is complete when its manifest (``COMPLETE``: the step and a SHA-256 per file, written last and
+atomically, :mod:`mpo.integrity`) exists; it is *good* only when every file still matches the manifest. Resume walks
+the checkpoints newest first, names each damaged one it skips, and loads the first that verifies."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+from mpo.integrity import newest_verified, write_manifest
 from mpo.train.batch import PromptStream
 from mpo.train.errors import TrainSetupError
 
@@ -41,8 +46,18 @@ class Progress:
 
 
 def latest_checkpoint(root: Path) -> Path | None:
+    """The newest checkpoint with a manifest (not verified: see :func:`last_good_checkpoint`)."""
     done = sorted(p for p in root.glob(f"{CKPT_PREFIX}*") if (p / COMPLETE_MARKER).is_file())
     return done[-1] if done else None
+
+
+def last_good_checkpoint(root: Path) -> tuple[Path | None, list[tuple[Path, list[str]]]]:
+    """The newest checkpoint under ``root`` whose files match its manifest, and the damaged ones newer than it."""
+    return newest_verified(list(root.glob(f"{CKPT_PREFIX}*"))) if root.is_dir() else (None, [])
+
+
+def describe_damaged(damaged: list[tuple[Path, list[str]]]) -> str:
+    return "; ".join(f"{d} is damaged ({', '.join(problems[:3])})" for d, problems in damaged)
 
 
 def save_checkpoint(acc, root: Path, step: int, metrics_path: Path, keep: int) -> None:
@@ -55,7 +70,7 @@ def save_checkpoint(acc, root: Path, step: int, metrics_path: Path, keep: int) -
         # the metrics so far travel with the checkpoint (Snakemake deletes a failed job's metrics.jsonl)
         if metrics_path.exists():
             shutil.copyfile(metrics_path, d / "metrics.jsonl")
-        (d / COMPLETE_MARKER).write_text(json.dumps({"step": step}))
+        write_manifest(d, step=step)  # last: a checkpoint without it (killed mid-save) is never loaded
         done = sorted(p for p in root.glob(f"{CKPT_PREFIX}*") if p != d)
         complete = [p for p in done if (p / COMPLETE_MARKER).is_file()]
         for p in [p for p in done if p not in complete] + complete[: max(0, len(complete) + 1 - keep)]:
@@ -64,8 +79,14 @@ def save_checkpoint(acc, root: Path, step: int, metrics_path: Path, keep: int) -
 
 
 def resume(acc, progress: Progress, root: Path, metrics_path: Path) -> int:
-    """Load the last complete checkpoint under ``root`` (restoring its metrics lines); the step reached (0: none)."""
-    last = latest_checkpoint(root) if root.is_dir() else None
+    """Load the newest verified checkpoint under ``root`` (restoring its metrics lines); the step reached (0: none).
+
+    Damaged checkpoints (a file changed, truncated or missing since its manifest was written) are named and skipped."""
+    last, damaged = last_good_checkpoint(root)
+    if damaged:
+        acc.print(f"WARNING: {describe_damaged(damaged)}; "
+                  + (f"resuming from {last}, the newest intact checkpoint" if last else "no intact checkpoint is left: "
+                     "training starts from step 0"))
     if last is None:
         if acc.is_main_process and metrics_path.exists():
             metrics_path.unlink()

@@ -33,6 +33,7 @@ import torch
 
 from mpo import algos
 from mpo.config import config_hash
+from mpo.integrity import RunLock, nonfinite_parameters
 from mpo.train import checkpoint, methods, metrics, setup
 from mpo.train.batch import Batch, PromptStream, load_train_records, prepare_prompts
 from mpo.train.checkpoint import CKPT_PREFIX, COMPLETE_MARKER, Progress, latest_checkpoint  # noqa: F401 - public
@@ -119,15 +120,24 @@ class Trainer:
                                self.rank, self.temperature, acc.autocast)
 
     def check_finite(self, value: torch.Tensor, what: str, step: int) -> None:
-        """Raise :class:`TrainingDivergedError` (naming the last good checkpoint) unless ``value`` is finite."""
+        """Raise :class:`TrainingDivergedError` (naming the last verified checkpoint) unless ``value`` is finite."""
         if not torch.isfinite(value).all():
-            last = latest_checkpoint(self.ckpt_root)
-            raise TrainingDivergedError(
-                f"non-finite {what} ({value.detach().float().cpu().tolist()}) at step {step} of variant "
-                f"'{self.variant}': training stopped. "
-                + (f"The last good checkpoint is {last} (rerunning the same command resumes from it)."
-                   if last else "No checkpoint was written before this step.")
-            )
+            self.diverged(f"non-finite {what} ({value.detach().float().flatten()[:8].cpu().tolist()})", step)
+
+    def check_parameters(self, step: int, when: str) -> None:
+        """Stop at step ``step`` if a weight of the actor or critic is NaN/inf (before it can be saved or sampled)."""
+        bad = nonfinite_parameters(self.acc.unwrap_model(self.actor),
+                                   self.acc.unwrap_model(self.critic) if self.critic is not None else None)
+        if self.dist.any(bool(bad)):
+            self.diverged(f"non-finite weights ({', '.join(bad) or 'on another process'}) {when}", step)
+
+    def diverged(self, what: str, step: int) -> None:
+        last, damaged = checkpoint.last_good_checkpoint(self.ckpt_root)
+        raise TrainingDivergedError(
+            f"{what} at step {step} of variant '{self.variant}': training stopped. "
+            + (f"The last good (verified) checkpoint is {last} (rerunning the same command resumes from it)."
+               if last else "No verified checkpoint was written before this step.")
+            + (f" Skipped: {checkpoint.describe_damaged(damaged)}." if damaged else ""))
 
     # ------------------------------------------------------------------------------------------------ the loop
     def _rollout(self, step: int) -> tuple[Batch, dict]:
@@ -141,6 +151,10 @@ class Trainer:
         sc = score_batch(batch, unwrap(self.actor), ref=self.ref,
                          critic=unwrap(self.critic) if self.critic is not None else None, K=self.spec["K"],
                          micro=self.sizes.logprob_micro, temperature=self.lp_temperature, autocast=self.acc.autocast)
+        real = batch.resp["mask"].bool()
+        self.check_finite(sc.old_logp[..., 0][real], "log-probs of the sampled tokens", self.progress.step + 1)
+        if sc.ref_logp is not None:
+            self.check_finite(sc.ref_logp[real], "reference log-probs", self.progress.step + 1)
         batch.resp["old_logp"] = sc.old_logp
         if sc.ref_logp is not None:
             batch.resp["ref_logp"] = sc.ref_logp
@@ -174,6 +188,7 @@ class Trainer:
         adv = self._advantages(batch, sc)
         t2 = time.perf_counter()
         upd = self._update(batch, step)
+        self.check_parameters(step, "after the update")
         for s in self.schedulers:
             s.step()
         t3 = time.perf_counter()
@@ -203,14 +218,24 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> dict:
+        """Train to ``total_steps`` (resuming from the newest verified checkpoint), save the policy, summarize."""
+        # one writer per run folder, for the trainer's lifetime: a second trainer (an orphan of a killed Snakemake,
+        # a duplicate submission) stops here instead of interleaving metrics.jsonl and checkpoints
+        lock = RunLock(self.out, name=".lock" if self.acc.is_main_process else f".lock.{self.rank}").acquire()
+        try:
+            return self._run_locked()
+        finally:
+            lock.release()
+
+    def _run_locked(self) -> dict:
         from tqdm.auto import tqdm
 
         from mpo.utils import write_json
 
         acc, t = self.acc, self.tcfg
         wall0 = time.perf_counter()
-        self.out.mkdir(parents=True, exist_ok=True)
         start = checkpoint.resume(acc, self.progress, self.ckpt_root, self.metrics_path)
+        self.check_parameters(start + 1, "in the starting weights" + (f" (resumed from step {start})" if start else ""))
         writer, history = self._tensorboard(), []
         bar = tqdm(total=self.total_steps, initial=start, disable=not acc.is_main_process, desc=f"train {self.variant}")
         try:
