@@ -87,9 +87,13 @@ def _cluster_matrix(scores: Mapping[str, Sequence[float]]) -> np.ndarray:
 
 def _boot_means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     """Means of `n_boot` resamples of the rows of x (problems as clusters, all their seeds kept)."""
+    rows = x.mean(axis=1)  # every problem keeps all its seeds: the mean of a resample is the mean of its row means
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.shape[0], size=(n_boot, x.shape[0]))
-    return x[idx].mean(axis=(1, 2))
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, 1000):  # chunks: [1000, problems] indices at a time (GSM8K: 1319 problems)
+        stop = min(n_boot, start + 1000)
+        out[start:stop] = rows[rng.integers(0, rows.size, size=(stop - start, rows.size))].mean(axis=1)
+    return out
 
 
 def _percentile(boot: np.ndarray) -> tuple[float, float]:
