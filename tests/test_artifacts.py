@@ -415,4 +415,9 @@ def test_smk_inputs_follow_the_registry(cfg, repo):
     assert "R/eval/tiny-a/math/mpo_k3_seed7/summary.json" in evals and "R/eval/tiny-a/math/mpo_k3/summary.json" in evals
     assert smk.group_inputs("R", "efficiency") == ["R/tables/table2.md", "R/tables/table2.csv", "R/tables/table3.md",
                                                    "R/tables/table3.csv"]
-    assert smk.command("table4") == smk.TABLE_CMD and smk.command("beyond_curves") == smk.NOTEBOOK_CMD
+    t4 = smk.command("table4", "R", "R/config.resolved.yaml")
+    assert t4 == ("python -m mpo.artifacts table4 --config R/config.resolved.yaml --results R --out-md R/tables/table4.md"
+                  " --out-csv R/tables/table4.csv > R/logs/artifacts/table4.log 2>&1")
+    nb = smk.command("beyond_curves", "R", "C")
+    assert nb.startswith("python -m papermill notebooks/beyond_curves.ipynb R/notebooks/beyond_curves.ipynb ")
+    assert "-p out_png R/figures/beyond_curves.png" in nb and nb.endswith("> R/logs/artifacts/beyond_curves.log 2>&1")

@@ -12,12 +12,7 @@ from mpo.artifacts import smk as _art
 report: "../report/workflow.rst"
 
 
-_ART_PARAMS = dict(
-    config=CONFIG_FILE,
-    results=_art.results_param,
-    artifact=_art.artifact_param,
-    cfg=_art.settings_hash(config),
-)
+_ART_CFG = _art.settings_hash(config)
 
 
 for _a in _registry.ARTIFACTS:
@@ -30,14 +25,15 @@ for _a in _registry.ARTIFACTS:
         output:
             **_art.outputs(RESULTS, _a.name),
         params:
-            **_ART_PARAMS,
+            cmd=_art.command(_a.name, RESULTS, CONFIG_FILE),
+            cfg=_ART_CFG,
         log:
             f"{RESULTS}/logs/artifacts/{_a.name}.log",
         threads: 1
         conda:
             env("report")
         shell:
-            _art.command(_a.name)
+            "{params.cmd}"
 
 
 for _group in _registry.groups():

@@ -137,27 +137,15 @@ def _need_files(config: dict, results: str, need: registry.Need, workflow) -> li
                   zero_shot=need.zero_shot, variants=need.variants)()
 
 
-def results_param(wildcards, output) -> str:
-    """results/<name>, from a rule's first output (results/<name>/{tables,figures}/<artifact>.<ext>)."""
-    return str(Path(output[0]).parents[1])
-
-
-def artifact_param(wildcards, output) -> str:
-    """The CLI's artifact name (table1, fig3, ...), from a rule's first output."""
-    return Path(output[0]).stem
-
-
-def command(name: str) -> str:
-    """The shell command of artifact `name`'s rule: the CLI for a table, papermill for a figure's notebook."""
-    return TABLE_CMD if registry.get(name).kind == "table" else NOTEBOOK_CMD
-
-
-TABLE_CMD = (
-    "python -m mpo.artifacts {params.artifact} --config {params.config} --results {params.results}"
-    " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
-)
-NOTEBOOK_CMD = (
-    "python -m papermill {input.nb} {output.nb} -k python3 --no-progress-bar"
-    " -p config {params.config} -p results {params.results}"
-    " -p out_png {output.png} -p out_pdf {output.pdf} -p out_csv {output.csv} > {log} 2>&1"
-)
+def command(name: str, results: str, config_file: str) -> str:
+    """The complete shell command of artifact `name`'s rule, every path literal: the CLI for a table, papermill for a
+    figure's notebook. (A rule defined in a loop runs its `shell:` expression when the job runs, after the loop has
+    moved on, so the rule passes this string as a param and runs "{params.cmd}".)"""
+    log = f"{results}/logs/artifacts/{name}.log"
+    if registry.get(name).kind == "table":
+        return (f"python -m mpo.artifacts {name} --config {config_file} --results {results}"
+                f" --out-md {results}/tables/{name}.md --out-csv {results}/tables/{name}.csv > {log} 2>&1")
+    fig = f"{results}/figures/{name}"
+    return (f"python -m papermill notebooks/{name}.ipynb {results}/notebooks/{name}.ipynb -k python3 --no-progress-bar"
+            f" -p config {config_file} -p results {results} -p out_png {fig}.png -p out_pdf {fig}.pdf"
+            f" -p out_csv {fig}.csv > {log} 2>&1")
