@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 import pytest
 
 matplotlib.use("Agg")
@@ -224,6 +225,11 @@ def test_fig4_data_uses_the_block_ratio(cfg):
     assert set(mpo["ratio_var_of"]) == {"block_ratio_var"}
     # steps whose rewards were all equal (reward_std 0: zero advantages) are marked, and the figure leaves them out
     assert list(mpo.loc[~mpo["adv_signal"].astype(bool), "step"]) == [7, 14]
+    from mpo.artifacts.collect_beyond import signal_steps
+
+    exact = pd.DataFrame({"reward_std": [0.0, 0.3, 0.3], "adv_nonzero_frac": [0.2, 0.0, 0.5]})
+    assert list(signal_steps(exact)) == [True, False, True]  # the exact field wins over reward_std
+    assert signal_steps(pd.DataFrame({"step": [1]})).isna().all()
 
 
 def test_fig6_ratio_statistics_use_only_steps_with_advantages(cfg, tmp_path):

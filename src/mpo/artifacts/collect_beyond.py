@@ -8,7 +8,8 @@ Zero-advantage steps: when every response of a step gets the same reward (``rewa
 per step), the group-relative advantages are all zero and PPO's advantages are critic noise only, so the policy
 update carries no signal and the importance ratios stay at 1 -- such steps would pull ratio statistics towards
 "stable". :func:`signal_steps` marks them; Figure 4 and the ratio statistics of Figure 6 use only the other steps.
-A run whose metrics lack ``reward_std`` keeps every step (``adv_signal`` empty, said in the figure's note).
+A run whose metrics lack ``reward_std`` keeps every step (``adv_signal`` empty, said in the figure's note). Where
+the trainer logs ``adv_nonzero_frac`` (the fraction of response tokens with a non-zero advantage), that decides.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ BEYOND_COLUMNS = ["model", "dataset", "variant", "method", "label", "step", "met
 
 
 def signal_steps(df: pd.DataFrame) -> pd.Series:
-    """Per step: True where the rewards of the step differ (non-zero advantages), False where all are equal, NA when
-    the run does not log ``reward_std``."""
+    """Per step: True where the step's advantages are not all zero, False where they are, NA when the run logs
+    neither ``adv_nonzero_frac`` (exact: fraction of response tokens with A != 0) nor ``reward_std`` (all rewards
+    equal: every group-relative advantage is 0; PPO's GAE advantages are then critic noise only)."""
+    if "adv_nonzero_frac" in df.columns and df["adv_nonzero_frac"].notna().any():
+        return (pd.to_numeric(df["adv_nonzero_frac"], errors="coerce") > 0).astype("boolean")
     if "reward_std" not in df.columns:
         return pd.Series(pd.NA, index=df.index, dtype="boolean")
     return (pd.to_numeric(df["reward_std"], errors="coerce") > 0).astype("boolean")

@@ -19,6 +19,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "step": ("step", "iteration", "global_step"),
     "reward": ("reward_mean", "reward/mean", "reward"),
     "reward_std": ("reward_std", "reward/std"),
+    "adv_nonzero_frac": ("adv_nonzero_frac", "advantages/nonzero_frac"),  # not logged yet (see collect_beyond)
     "accuracy": ("accuracy", "acc", "reward/accuracy"),
     "response_length": ("response_length", "response_length_mean", "response_length/mean", "length"),
     "ratio_mean": ("ratio_mean", "token_ratio_mean", "ratio/mean"),
