@@ -322,7 +322,8 @@ def test_notebooks_are_generated_and_thin():
 
 
 def _seed_root(tmp_path, cfg):
-    """The fixture plus seed 7 of ppo and mpo on tiny-a/code (their seed-1234 grades shifted by one problem)."""
+    """The fixture plus seed 7 of ppo and mpo on tiny-a/code (their seed-1234 grades shifted by one problem, one
+    grade flipped)."""
     root = tmp_path / "r"
     shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("baseline"))
     for v in ("ppo", "mpo"):
@@ -331,6 +332,7 @@ def _seed_root(tmp_path, cfg):
         rows = [json.loads(x) for x in (src / "completions.jsonl").read_text().splitlines()]
         grades = [r["grade"] for r in rows]
         grades = grades[1:] + grades[:1]
+        grades[0] = 1.0 - grades[0]  # and one problem flipped: the seeds' pass@1 differ
         (dst / "completions.jsonl").write_text("".join(json.dumps({**r, "grade": g}) + "\n" for r, g in zip(rows, grades)))
         (dst / "summary.json").write_text(json.dumps({"pass@1": sum(grades) / len(grades), "n_problems": len(grades)}))
     cfg = copy.deepcopy(cfg)
@@ -352,6 +354,12 @@ def test_several_seeds_give_an_interval_and_n(cfg, tmp_path):
     (root / "eval/tiny-a/code/mpo_seed7/summary.json").unlink()
     (a,) = _rows(tables.table1(cfg2, root), Model="tiny-a")
     assert a["MPO − PPO (paired)"].endswith("(n=64x1)")  # only the seeds both methods have are paired
+    for name in ("ppo", "ppo_seed7"):  # without per-problem grades: a Student-t interval over the seeds' pass@1
+        (root / "eval/tiny-a/code" / name / "completions.jsonl").unlink()
+    iv, _, _ = seeds.accuracy(root, "tiny-a", "code", "ppo", cfg2)
+    p1 = [json.loads((root / "eval/tiny-a/code" / n / "summary.json").read_text())["pass@1"] for n in ("ppo", "ppo_seed7")]
+    assert p1[0] != p1[1] and iv.method == "t" and iv.mean == pytest.approx(sum(p1) / 2) and iv.half_width == pytest.approx(
+        12.7062 * abs(p1[0] - p1[1]) / 2, rel=1e-4)  # t_{1,0.975} * s / sqrt(2), s = |a - b| / sqrt(2)
 
 
 def test_paired_difference_within_noise_is_labelled(cfg, tmp_path):
