@@ -29,7 +29,6 @@ for _a in _registry.ARTIFACTS:
             cfg=_ART_CFG,
         log:
             f"{RESULTS}/logs/artifacts/{_a.name}.log",
-        threads: 1
         conda:
             env("report")
         shell:
