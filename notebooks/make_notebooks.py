@@ -40,6 +40,9 @@ FIGURES = {
     "regimes": ("MTP gradient regimes (beyond the paper)",
                 "MPO with `mtp_grad` hidden / detach / joint (METHOD.md section 4): reward, ratio variance, clip "
                 "fraction, gradient norm, MTP top-1 over training, and final pass@1 (experiment `regimes`)."),
+    "beyond_curves": ("Beyond token-level PPO: GRPO, TEMPO, MoT-G, PPO, MPO",
+                      "Reward, response length and entropy per step of GRPO, TEMPO, MoT-G, PPO and MPO on the `main` "
+                      "experiment, mean over training seeds with a 95 % band (two or more seeds)."),
 }
 
 

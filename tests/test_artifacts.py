@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 import pytest
 
 matplotlib.use("Agg")
@@ -91,13 +92,16 @@ def test_pass_at_1_parsing():
 
 def test_table1_ours_and_paper(cfg):
     t = tables.table1(cfg, FIXTURE)
-    assert t.columns == ["Model", "Source", "Zero-shot", "GRPO", "DAPO", "PPO", "MPO"]
+    assert t.columns == ["Model", "Source", "Zero-shot", "GRPO", "DAPO", "PPO", "MPO", "MPO − PPO (paired)"]
     (a,) = _rows(t, Model="tiny-a")
     assert a["Source"] == "ours (smoke)"
-    assert a["MPO"] == f"{_eval('tiny-a', 'code', 'mpo'):.3f}"
-    assert a["Zero-shot"] == f"{_eval('tiny-a', 'code', 'zero_shot'):.3f}"
+    assert a["MPO"] == f"{_eval('tiny-a', 'code', 'mpo'):.3f} (n=64x1)"  # one seed: no interval
+    assert a["Zero-shot"] == f"{_eval('tiny-a', 'code', 'zero_shot'):.3f} (n=64x1)"
+    diff = _eval('tiny-a', 'code', 'mpo') - _eval('tiny-a', 'code', 'ppo')
+    assert a["MPO − PPO (paired)"].startswith(f"{diff:+.3f} [") and a["MPO − PPO (paired)"].endswith("(n=64x1)")
     (p,) = _rows(t, Model="deepseek-r1-distill-qwen-1.5b")
     assert (p["Source"], p["Zero-shot"], p["MPO"]) == ("paper", "0.451", "0.640")
+    assert p["MPO − PPO (paired)"] == "+0.042 (no interval)"
     md = common.table_markdown(t, cfg)
     assert "scale `smoke`" in md and "| tiny-a | ours (smoke) |" in md
 
@@ -106,7 +110,7 @@ def test_missing_inputs_are_marked_never_guessed(cfg):
     t5b = tables.table5b(cfg, FIXTURE)
     (row,) = _rows(t5b, Source="ours (smoke)", **{"γ (decay)": "0.9"})
     assert row["W=0.3 / paper col 3"] == MISSING  # the fixture has no eval of mpo_g09_w30 on gsm8k
-    assert row["W=0.1 / paper col 1"] == f"{_eval('tiny-a', 'gsm8k', 'mpo_g09_w10'):.3f}"
+    assert row["W=0.1 / paper col 1"] == f"{_eval('tiny-a', 'gsm8k', 'mpo_g09_w10'):.3f} (n=64x1)"
     assert [r["γ (decay)"] for r in _rows(t5b, Source="paper")] == [f"paper row {i} (value lost)" for i in (1, 2, 3)]
     t6 = tables.table6(cfg, FIXTURE)
     (vh,) = _rows(t6, Model="tiny-a", Setting="MPO + MTP value heads")
@@ -219,6 +223,25 @@ def test_fig4_data_uses_the_block_ratio(cfg):
     first = json.loads((FIXTURE / "runs/tiny-a/gsm8k/mpo/metrics.jsonl").read_text().splitlines()[0])
     assert mpo.iloc[0]["ratio_var"] == pytest.approx(first["block_ratio_var"])
     assert set(mpo["ratio_var_of"]) == {"block_ratio_var"}
+    # steps whose rewards were all equal (reward_std 0: zero advantages) are marked, and the figure leaves them out
+    assert list(mpo.loc[~mpo["adv_signal"].astype(bool), "step"]) == [7, 14]
+    from mpo.artifacts.collect_beyond import signal_steps
+
+    exact = pd.DataFrame({"reward_std": [0.0, 0.3, 0.3], "adv_nonzero_frac": [0.2, 0.0, 0.5]})
+    assert list(signal_steps(exact)) == [True, False, True]  # the exact field wins over reward_std
+    assert signal_steps(pd.DataFrame({"step": [1]})).isna().all()
+
+
+def test_fig6_ratio_statistics_use_only_steps_with_advantages(cfg, tmp_path):
+    rows = [json.loads(x) for x in (FIXTURE / "runs/tiny-a/gsm8k/mpo/metrics.jsonl").read_text().splitlines()]
+    kept = [r["block_ratio_var"] for r in rows if r["reward_std"] > 0]
+    assert len(kept) < len(rows)
+    from mpo import stats
+
+    iv = stats.mean_ci(kept)  # one seed: a t interval over the kept steps
+    (r,) = collect.fig6_data(cfg, FIXTURE).query("variant == 'mpo_k5'").to_dict("records")
+    assert r["ratio_var_mean"] == pytest.approx(iv.mean) and r["ratio_var_lo"] == pytest.approx(iv.lo)
+    assert (r["n_steps"], r["n_seeds"], r["interval_over"]) == (len(kept), 1, "steps")
 
 
 def test_fig7_data_reads_modules_and_warmup(cfg):
@@ -293,3 +316,122 @@ def test_notebooks_are_generated_and_thin():
         assert f"collect.{name}_data(" in code and f"figures.{name}(" in code
         assert hasattr(collect, f"{name}_data") and hasattr(figures, name)
         assert nb.metadata.kernelspec.name == "python3"
+
+
+# ------------------------------------------------------------------------------------------------ seeds, intervals
+
+
+def _seed_root(tmp_path, cfg):
+    """The fixture plus seed 7 of ppo and mpo on tiny-a/code (their seed-1234 grades shifted by one problem, one
+    grade flipped)."""
+    root = tmp_path / "r"
+    shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns("baseline"))
+    for v in ("ppo", "mpo"):
+        src, dst = root / "eval/tiny-a/code" / v, root / "eval/tiny-a/code" / f"{v}_seed7"
+        dst.mkdir()
+        rows = [json.loads(x) for x in (src / "completions.jsonl").read_text().splitlines()]
+        grades = [r["grade"] for r in rows]
+        grades = grades[1:] + grades[:1]
+        grades[0] = 1.0 - grades[0]  # and one problem flipped: the seeds' pass@1 differ
+        (dst / "completions.jsonl").write_text("".join(json.dumps({**r, "grade": g}) + "\n" for r, g in zip(rows, grades)))
+        (dst / "summary.json").write_text(json.dumps({"pass@1": sum(grades) / len(grades), "n_problems": len(grades)}))
+    cfg = copy.deepcopy(cfg)
+    cfg["seeds"] = [1234, 7]
+    return root, cfg
+
+
+def test_several_seeds_give_an_interval_and_n(cfg, tmp_path):
+    from mpo.artifacts import seeds
+
+    root, cfg2 = _seed_root(tmp_path, cfg)
+    assert seeds.seed_variant(cfg2, "ppo", 7) == "ppo_seed7" and seeds.seed_variant(cfg2, "ppo", 1234) == "ppo"
+    (a,) = _rows(tables.table1(cfg2, root), Model="tiny-a")
+    iv, n_problems, n_seeds = seeds.accuracy(root, "tiny-a", "code", "ppo", cfg2)
+    assert (n_problems, n_seeds, iv.method) == (64, 2, "bootstrap over problems")
+    assert a["PPO"] == f"{iv.mean:.3f} ± {iv.half_width:.3f} (n=64x2)"
+    assert a["MPO − PPO (paired)"].endswith("(n=64x2)")
+    assert a["GRPO"].endswith("(n=64x1)")  # grpo has only the config seed's evaluation
+    (root / "eval/tiny-a/code/mpo_seed7/summary.json").unlink()
+    (a,) = _rows(tables.table1(cfg2, root), Model="tiny-a")
+    assert a["MPO − PPO (paired)"].endswith("(n=64x1)")  # only the seeds both methods have are paired
+    for name in ("ppo", "ppo_seed7"):  # without per-problem grades: a Student-t interval over the seeds' pass@1
+        (root / "eval/tiny-a/code" / name / "completions.jsonl").unlink()
+    iv, _, _ = seeds.accuracy(root, "tiny-a", "code", "ppo", cfg2)
+    p1 = [json.loads((root / "eval/tiny-a/code" / n / "summary.json").read_text())["pass@1"] for n in ("ppo", "ppo_seed7")]
+    assert p1[0] != p1[1] and iv.method == "t" and iv.mean == pytest.approx(sum(p1) / 2) and iv.half_width == pytest.approx(
+        12.7062 * abs(p1[0] - p1[1]) / 2, rel=1e-4)  # t_{1,0.975} * s / sqrt(2), s = |a - b| / sqrt(2)
+
+
+def test_paired_difference_within_noise_is_labelled(cfg, tmp_path):
+    from mpo.artifacts import seeds
+
+    same = seeds.paired_cell(FIXTURE, "tiny-a", "code", "ppo", "ppo", cfg)
+    assert same.startswith("+0.000 [+0.000, +0.000], p=1.000, within noise")
+    t = seeds.paired(FIXTURE, "tiny-a", "code", "mpo", "ppo", cfg)
+    assert ("within noise" in seeds.paired_cell(FIXTURE, "tiny-a", "code", "mpo", "ppo", cfg)) == (t.lo <= 0 <= t.hi)
+    assert seeds.paired_cell(tmp_path, "tiny-a", "code", "mpo", "ppo", cfg) == MISSING
+
+
+def test_beyond_table_marks_absent_methods_and_other_settings(cfg, tmp_path):
+    t = tables.beyond(cfg, FIXTURE)
+    ours = _rows(t, Source="ours (smoke)", Model="tiny-a", Dataset="HumanEval")
+    assert [r["Method"] for r in ours] == ["GRPO", "TEMPO", "MoT-G", "PPO", "MPO"]
+    by = {r["Method"]: r for r in ours}
+    assert by["TEMPO"]["pass@1"] == MISSING and "not defined" in by["TEMPO"]["Setting"]
+    assert by["MPO"]["− PPO (paired)"] == tables.table1(cfg, FIXTURE).rows[0]["MPO − PPO (paired)"]
+    others = [r for r in t.rows if "other setting" in r["Source"]]
+    assert {r["Method"] for r in others} == {"TEMPO", "MoT-G"} and all(r["pass@1"] == "—" for r in others)
+    assert any("Qwen3-1.7B" in r["Setting"] for r in others) and any("Qwen2.5-1.5B" in r["Setting"] for r in others)
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["variants"]["tempo"] = {"alias": "grpo"}  # defined (here: reusing grpo's run): its cells are read
+    (tempo,) = _rows(tables.beyond(cfg2, FIXTURE), Source="ours (smoke)", Model="tiny-a", Dataset="HumanEval",
+                     Method="TEMPO")
+    assert tempo["pass@1"] == by["GRPO"]["pass@1"] and tempo["Setting"] == "variant `tempo`"
+    df = collect.beyond_curves_data(cfg, FIXTURE)
+    assert set(df.loc[df["status"] == MISSING, "variant"]) == {"tempo", "mot_grpo"}
+    assert df.loc[df["status"] == "ok", "lo"].isna().all()  # one seed: no band
+
+
+# ------------------------------------------------------------------------------------------------ registry, rules
+
+
+def test_registry_every_artifact_has_a_caption_builder_and_known_needs():
+    from mpo.artifacts import registry
+
+    kinds = {"runs", "evals", "warmups", "bench", "data", "tokenizer", "bases"}
+    for a in registry.ARTIFACTS:
+        assert (REPO / "workflow" / "report" / f"{a.name}.rst").is_file(), a.name
+        assert callable(a.builder()) and {n.kind for n in a.needs} <= kinds, a.name
+        if a.kind == "figure":
+            assert callable(a.collector()) and (REPO / "notebooks" / f"{a.name}.ipynb").is_file(), a.name
+    names = {a.rule_name for a in registry.ARTIFACTS}
+    assert {f"table{i}" for i in (1, 2, 3, 4, 5, 6, 7)} | {"table5a", "table5b", "fig3", "fig7", "beyond_table"} <= names
+    g = registry.groups()
+    assert g["main_results"] == ["table1", "fig3"] and g["efficiency"] == ["table2", "table3"]
+    assert g["beyond"] == ["beyond_table", "beyond_curves"] and set(g["artifacts"]) == names
+    assert "table4" not in registry.REFERENCE_NAMES and "beyond" in registry.REFERENCE_NAMES
+
+
+def test_smk_inputs_follow_the_registry(cfg, repo):
+    from mpo.artifacts import smk
+
+    t4 = smk.artifact_inputs(cfg, "R", "table4")()
+    assert t4 == {"data": [f"R/data/{d}/stats.json" for d in cfg["datasets"]], "tokenizer": ["R/models/tiny-a/base"]}
+    assert smk.artifact_inputs(cfg, "R", "table7")() == {"bases": ["R/models/tiny-a/base", "R/models/tiny-b/base"]}
+    fig3 = smk.artifact_inputs(cfg, "R", "fig3")()
+    assert fig3["nb"] == ["notebooks/fig3.ipynb"] and "R/eval/tiny-a/gsm8k/zero_shot/summary.json" in fig3["evals"]
+    assert not any("/code/" in f for f in fig3["evals"])
+    beyond = smk.artifact_inputs(cfg, "R", "beyond")()["evals"]
+    assert {f.split("/")[4] for f in beyond} == {"grpo", "ppo", "mpo"}  # tempo, mot_grpo: not defined here
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["seeds"] = [1234, 7]
+    evals = smk.artifact_inputs(cfg2, "R", "table5a")()["evals"]
+    assert "R/eval/tiny-a/math/mpo_k3_seed7/summary.json" in evals and "R/eval/tiny-a/math/mpo_k3/summary.json" in evals
+    assert smk.group_inputs("R", "efficiency") == ["R/tables/table2.md", "R/tables/table2.csv", "R/tables/table3.md",
+                                                   "R/tables/table3.csv"]
+    t4 = smk.command("table4", "R", "R/config.resolved.yaml")
+    assert t4 == ("python -m mpo.artifacts table4 --config R/config.resolved.yaml --results R --out-md R/tables/table4.md"
+                  " --out-csv R/tables/table4.csv > R/logs/artifacts/table4.log 2>&1")
+    nb = smk.command("beyond_curves", "R", "C")
+    assert nb.startswith("python -m papermill notebooks/beyond_curves.ipynb R/notebooks/beyond_curves.ipynb ")
+    assert "-p out_png R/figures/beyond_curves.png" in nb and nb.endswith("> R/logs/artifacts/beyond_curves.log 2>&1")

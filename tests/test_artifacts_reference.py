@@ -23,9 +23,11 @@ def test_artifacts_match_committed_baseline(set_name, tmp_path):
 
 def test_baseline_manifest_covers_every_artifact():
     manifest = json.loads((FIXTURE.baseline / "MANIFEST.json").read_text())
-    from mpo.artifacts.common import ARTIFACT_NAMES, FIGURE_NAMES
+    from mpo.artifacts.common import ARTIFACT_NAMES, FIGURE_NAMES, REFERENCE_NAMES
 
-    assert {e["artifact"] for e in manifest["files"].values()} == set(ARTIFACT_NAMES)
+    # every artifact built from a results root alone; Tables 4 and 7 need prepared data and model configs
+    assert {e["artifact"] for e in manifest["files"].values()} == set(REFERENCE_NAMES)
+    assert set(ARTIFACT_NAMES) - set(REFERENCE_NAMES) == {"table4", "table7"}
     for name in FIGURE_NAMES:
         assert f"figures/{name}.png" in manifest["files"] and f"figures/{name}.csv" in manifest["files"]
     assert manifest["regenerate"] == reference.REGENERATE_CMD
@@ -71,7 +73,7 @@ def test_collect_copies_only_small_metrics(tmp_path):
         "runs/m/gsm8k/mpo/summary.json": "{}",
         "runs/m/gsm8k/mpo/policy/model.safetensors": "weights",
         "eval/m/gsm8k/mpo/summary.json": "{}",
-        "eval/m/gsm8k/mpo/completions.jsonl": "{}\n",
+        "eval/m/gsm8k/mpo/completions.jsonl": '{"id": "p1", "sample": 0, "grade": 1.0, "completion": "long text"}\n',
         "models/m/mtp_k5/metrics.json": "{}",
         "models/m/mtp_k5/mtp.safetensors": "weights",
         "benchmarks/update_step.json": "{}",
@@ -81,5 +83,9 @@ def test_collect_copies_only_small_metrics(tmp_path):
         (src / rel).write_text(text)
     dest = reference.collect(src, tmp_path / "ref")
     got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert got == ["benchmarks/update_step.json", "config.yaml", "eval/m/gsm8k/mpo/summary.json",
-                   "models/m/mtp_k5/metrics.json", "runs/m/gsm8k/mpo/metrics.jsonl", "runs/m/gsm8k/mpo/summary.json"]
+    assert got == ["benchmarks/update_step.json", "config.yaml", "eval/m/gsm8k/mpo/completions.jsonl",
+                   "eval/m/gsm8k/mpo/summary.json", "models/m/mtp_k5/metrics.json", "runs/m/gsm8k/mpo/metrics.jsonl",
+                   "runs/m/gsm8k/mpo/summary.json"]
+    # of the completions only the per-problem grades (the paired tests read them), not the generated text
+    assert json.loads((dest / "eval/m/gsm8k/mpo/completions.jsonl").read_text()) == {"id": "p1", "sample": 0,
+                                                                                      "grade": 1.0}

@@ -100,3 +100,23 @@ def test_table4_missing_data_says_what_to_run(tmp_path, word_tokenizer_dir):
     cfg = load_config(REPO / "config" / "smoke.yaml")
     with pytest.raises(FileNotFoundError, match="mpo.data.prepare --dataset gsm8k"):
         table4.table_rows(cfg, tmp_path, AutoTokenizer.from_pretrained(word_tokenizer_dir))
+
+
+def test_registry_cli_reads_results_data_and_first_models_tokenizer(tmp_path, word_tokenizer_dir):
+    """`python -m mpo.artifacts table4 --results R` (the pipeline's route): R/data and R/models/<first model>/base."""
+    import shutil
+
+    from mpo.artifacts.__main__ import main
+
+    cfg = load_config(REPO / "config" / "smoke.yaml")
+    for dataset in ("gsm8k", "math", "code"):
+        prepare(cfg, dataset, tmp_path / "data" / dataset)
+    shutil.copytree(word_tokenizer_dir, tmp_path / "models" / next(iter(cfg["models"])) / "base")
+    cfg_path = str(REPO / "config" / "smoke.yaml")
+    assert table4.main(["--config", cfg_path, "--data-root", str(tmp_path / "data"), "--tokenizer",
+                        str(tmp_path / "models" / "tiny-llama" / "base"), "--out-md", str(tmp_path / "a.md"),
+                        "--out-csv", str(tmp_path / "a.csv")]) == 0
+    assert main(["table4", "--config", cfg_path, "--results", str(tmp_path), "--out-md", str(tmp_path / "b.md"),
+                 "--out-csv", str(tmp_path / "b.csv")]) == 0
+    for ext in ("md", "csv"):
+        assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()

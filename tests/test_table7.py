@@ -96,3 +96,25 @@ def test_shared_head_counts_no_head_copies():
     assert not rows[("llama3.2-1b-instruct", 5)]["share_head"]  # a paper row: one head per module, as the paper counts
     assert "mtp.share_head" in table7.to_markdown(table7.table_rows(run), run)
 
+
+
+def test_registry_cli_writes_the_same_table7(tmp_path):
+    """`python -m mpo.artifacts table7 --results R` (the pipeline's route) = the module's own CLI on R/models."""
+    from transformers import LlamaConfig
+
+    from mpo.artifacts.__main__ import main
+
+    cfg = load_config(REPO / "config" / "smoke.yaml")
+    name = next(iter(cfg["models"]))
+    (tmp_path / "models" / name / "base").mkdir(parents=True)
+    LlamaConfig(vocab_size=500, **cfg["models"][name]["architecture"]).to_json_file(
+        tmp_path / "models" / name / "base" / "config.json")
+    cfg_path = str(REPO / "config" / "smoke.yaml")
+    assert table7.main(["--config", cfg_path, "--models-root", str(tmp_path / "models"), "--out-md",
+                        str(tmp_path / "a.md"), "--out-csv", str(tmp_path / "a.csv")]) == 0
+    assert main(["table7", "--config", cfg_path, "--results", str(tmp_path), "--out-md", str(tmp_path / "b.md"),
+                 "--out-csv", str(tmp_path / "b.csv")]) == 0
+    for ext in ("md", "csv"):
+        assert (tmp_path / f"a.{ext}").read_bytes() == (tmp_path / f"b.{ext}").read_bytes()
+    assert main(["table7", "--config", cfg_path, "--results", str(tmp_path / "nothing"), "--out-md", "x.md",
+                 "--out-csv", "x.csv"]) == 2  # no prepared model: a clear error, not a traceback

@@ -1,5 +1,5 @@
-# MTP modules (mpo.mtp): warm-up on the frozen backbone, one job per model and K (mpo.warmup), and Table 7
-# (model size of backbone + K-1 modules, counted on the meta device by mpo.artifacts.table7).
+# MTP modules (mpo.mtp): warm-up on the frozen backbone, one job per model and K (mpo.warmup). (Table 7, the model
+# size of backbone + K-1 modules, is a rule of artifacts.smk.)
 # Output: results/<name>/models/<model>/mtp_k<K>/ = mtp.safetensors + mtp_config.json + metrics.json + provenance;
 # rule train reads that directory. Trainer checkpoints live outside it (checkpoints/mtp_warmup/<model>/k<K>) so a
 # killed warm-up resumes from its last checkpoint when rerun (Snakemake clears outputs, not that directory).
@@ -47,25 +47,3 @@ rule mtp:
 
 
 ALL_TARGETS += rules.mtp.input
-
-
-rule table7:
-    input:
-        base=expand(f"{RESULTS}/models/{{model}}/base", model=MODELS),
-    output:
-        md=f"{RESULTS}/tables/table7.md",
-        csv=f"{RESULTS}/tables/table7.csv",
-    params:
-        config=CONFIG_FILE,
-        models_root=lambda wc, input: os.path.dirname(os.path.dirname(input.base[0])),
-        cfg=section_hash("models"),
-    log:
-        f"{RESULTS}/logs/tables/table7.log",
-    conda:
-        env("report")
-    shell:
-        "python -m mpo.artifacts.table7 --config {params.config} --models-root {params.models_root}"
-        " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
-
-
-ALL_TARGETS += rules.table7.output

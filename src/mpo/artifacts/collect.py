@@ -23,7 +23,10 @@ from mpo.artifacts.common import (
     variant_params,
     warmup_metrics_path,
 )
+from mpo import stats
+from mpo.artifacts.collect_beyond import beyond_curves_data, seed_runs, signal_steps  # noqa: F401 (beyond_curves_data: registry)
 from mpo.artifacts.metrics import module_columns, ratio_var_column
+from mpo.artifacts.seeds import accuracy
 
 OK = "ok"
 
@@ -68,11 +71,12 @@ def fig3_data(cfg: dict, results) -> pd.DataFrame:
 
 
 FIG4_COLUMNS = ["model", "dataset", "variant", "label", "mtp_share", "K", "gamma", "step", "ratio_var",
-                "ratio_var_of", "clip_frac", "status"]
+                "ratio_var_of", "clip_frac", "adv_signal", "status"]
 
 
 def fig4_data(cfg: dict, results) -> pd.DataFrame:
-    """Per-step variance of the importance ratio (rtilde for MPO, the token ratio for PPO) and clip fraction."""
+    """Per-step variance of the importance ratio (rtilde for MPO, the token ratio for PPO) and clip fraction;
+    ``adv_signal`` False marks a step whose rewards were all equal (zero advantages; the figure leaves it out)."""
     e = experiment(cfg, "mtp_share")
     rows = []
     for m in e.models:
@@ -86,36 +90,61 @@ def fig4_data(cfg: dict, results) -> pd.DataFrame:
                     rows.append({**base, "status": MISSING})
                     continue
                 rc = ratio_var_column(df)
-                for _, r in df.iterrows():
+                for (_, r), sig in zip(df.iterrows(), signal_steps(df)):
                     rows.append({**base, "step": int(r["step"]),
                                  "ratio_var": r[rc] if rc else math.nan, "ratio_var_of": rc or "",
                                  "clip_frac": r["clip_frac"] if "clip_frac" in df.columns else math.nan,
-                                 "status": OK})
+                                 "adv_signal": None if pd.isna(sig) else bool(sig), "status": OK})
     return pd.DataFrame(rows, columns=FIG4_COLUMNS)
 
 
 FIG6_COLUMNS = ["model", "dataset", "variant", "label", "mtp_share", "K", "gamma", "pass_at_1", "ratio_var_mean",
-                "clip_frac_mean", "eval_status", "run_status"]
+                "ratio_var_lo", "ratio_var_hi", "clip_frac_mean", "clip_frac_lo", "clip_frac_hi", "n_steps", "n_seeds",
+                "interval_over", "eval_status", "run_status"]
+
+
+def _step_stats(runs: list[pd.DataFrame], col_of) -> dict:
+    """Mean of a per-step metric over the steps with non-zero advantages, with a 95 % t interval: over the seeds'
+    run means with 2+ seeds, else over the steps of the one run."""
+    per_run, steps = [], []
+    for df in runs:
+        col = col_of(df)
+        if col is None:
+            continue
+        keep = signal_steps(df).fillna(True).astype(bool)
+        vals = pd.to_numeric(df.loc[keep, col], errors="coerce").dropna().tolist()
+        if vals:
+            per_run.append(sum(vals) / len(vals))
+            steps += vals
+    iv = stats.mean_ci(per_run if len(per_run) >= 2 else steps)
+    if iv is None:
+        return {"mean": math.nan, "lo": math.nan, "hi": math.nan, "n_steps": 0, "n_seeds": 0}
+    return {"mean": iv.mean, "lo": iv.lo if iv.lo is not None else math.nan,
+            "hi": iv.hi if iv.hi is not None else math.nan, "n_steps": len(steps), "n_seeds": len(per_run)}
 
 
 def fig6_data(cfg: dict, results) -> pd.DataFrame:
-    """pass@1, mean ratio variance and mean clip fraction against the cumulative MTP share W."""
+    """pass@1 (mean over seeds), and mean ratio variance and clip fraction over the steps with non-zero advantages
+    (95 % intervals), against the cumulative MTP share W."""
     e = experiment(cfg, "mtp_share")
     rows = []
     for m in e.models:
         for d in e.datasets:
             for v in e.variants:
                 info = _vinfo(cfg, v)
-                p1 = eval_pass1(results, m, d, v, cfg)
-                df = load_metrics(results, m, d, v, cfg)
-                rc = ratio_var_column(df) if df is not None else None
+                acc = accuracy(results, m, d, v, cfg)
+                runs = seed_runs(cfg, results, m, d, v)
+                rv = _step_stats(runs, ratio_var_column)
+                cf = _step_stats(runs, lambda df: "clip_frac" if "clip_frac" in df.columns else None)
                 rows.append({
                     "model": m, "dataset": d, "variant": v, "label": info["label"], "mtp_share": info["mtp_share"],
-                    "K": info["K"], "gamma": info["gamma"], "pass_at_1": p1,
-                    "ratio_var_mean": _mean(df[rc]) if rc else math.nan,
-                    "clip_frac_mean": _mean(df["clip_frac"]) if (df is not None and "clip_frac" in df.columns) else math.nan,
-                    "eval_status": OK if p1 is not None else MISSING,
-                    "run_status": OK if df is not None else MISSING,
+                    "K": info["K"], "gamma": info["gamma"], "pass_at_1": acc[0].mean if acc else None,
+                    "ratio_var_mean": rv["mean"], "ratio_var_lo": rv["lo"], "ratio_var_hi": rv["hi"],
+                    "clip_frac_mean": cf["mean"], "clip_frac_lo": cf["lo"], "clip_frac_hi": cf["hi"],
+                    "n_steps": rv["n_steps"], "n_seeds": rv["n_seeds"],
+                    "interval_over": "seeds" if rv["n_seeds"] >= 2 else "steps",
+                    "eval_status": OK if acc else MISSING,
+                    "run_status": OK if runs else MISSING,
                 })
     out = pd.DataFrame(rows, columns=FIG6_COLUMNS)
     return out.sort_values(["model", "dataset", "mtp_share"], kind="stable").reset_index(drop=True)
@@ -238,4 +267,5 @@ FIGURE_DATA = {
     "fig7": fig7_data,
     "curves": curves_data,
     "regimes": regimes_data,
+    "beyond_curves": beyond_curves_data,
 }

@@ -30,6 +30,8 @@ from typing import Any, Iterable
 import pandas as pd
 import yaml
 
+from mpo.artifacts import registry as _registry
+from mpo.artifacts.registry import ARTIFACT_NAMES, FIGURE_NAMES, REFERENCE_NAMES, TABLE_NAMES  # noqa: F401 (the one list)
 from mpo.config import ConfigError
 
 MISSING = "MISSING"  # an input the plan expects is absent
@@ -37,25 +39,14 @@ NA = "–"  # not applicable / the paper gives no value
 
 ZERO_SHOT = "zero_shot"
 
-# Experiment -> what it feeds (documentation; the definitions themselves live in the config schema).
-EXPERIMENT_USES = {
-    "main": ["table1", "fig3"],
-    "efficiency": ["table2", "table3"],
-    "ablation_k": ["table5a"],
-    "ablation_grid": ["table5b"],
-    "value_heads": ["table6"],
-    "mtp_share": ["fig4", "fig6"],
-    "mtp_noise": ["fig7"],
-    "regimes": ["regimes"],
-    "curves": ["curves"],
-}
+# Experiment -> the artifacts it feeds (documentation, from the registry; definitions live in the config schema).
+EXPERIMENT_USES: dict[str, list[str]] = {}
+for _a in _registry.ARTIFACTS:
+    for _e in dict.fromkeys(n.experiment for n in _a.needs if n.experiment):
+        EXPERIMENT_USES.setdefault(_e, []).append(_a.name)
 
-# Every artifact this package renders (tables, then figures); mpo.artifacts.render checks it against its registries.
-TABLE_NAMES = ["table1", "table2", "table3", "table5", "table5a", "table5b", "table6"]
-FIGURE_NAMES = ["fig3", "fig4", "fig6", "fig7", "curves", "regimes"]
-ARTIFACT_NAMES = TABLE_NAMES + FIGURE_NAMES
-
-METHOD_LABELS = {"zero_shot": "Zero-shot", "grpo": "GRPO", "dapo": "DAPO", "ppo": "PPO", "mpo": "MPO", "gspo": "GSPO"}
+METHOD_LABELS = {"zero_shot": "Zero-shot", "grpo": "GRPO", "dapo": "DAPO", "ppo": "PPO", "mpo": "MPO", "gspo": "GSPO",
+                 "tempo": "TEMPO", "mot_grpo": "MoT-G"}
 DATASET_LABELS = {"gsm8k": "GSM8K", "math": "MATH", "code": "HumanEval"}
 
 # The paper reports on its own models; which paper row our model stands in for is not claimed anywhere, the paper's
@@ -322,6 +313,14 @@ class Table:
         return pd.DataFrame(self.rows, columns=self.columns)
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A table that keeps its own layout (Tables 4 and 7): the Markdown and CSV texts as written."""
+
+    md: str
+    csv: str
+
+
 def markdown_table(columns: list[str], rows: list[dict], align: dict[str, str] | None = None) -> str:
     align = align or {}
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
@@ -358,9 +357,22 @@ def table_csv(table: Table, cfg: dict) -> str:
     return buf.getvalue()
 
 
-def write_table(table: Table, cfg: dict, out_md: str | Path, out_csv: str | Path) -> str:
-    md = table_markdown(table, cfg)
-    for path, text in ((out_md, md), (out_csv, table_csv(table, cfg))):
+def rows_csv(rows: list[dict], columns: list[str], cfg: dict) -> str:
+    """CSV of dict rows with the config's name and scale first ('\\r\\n' line ends, as Tables 4 and 7 always had)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["config", "scale"] + columns, lineterminator="\r\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({"config": cfg["name"], "scale": cfg["scale"], **r})
+    return buf.getvalue()
+
+
+def write_table(table: "Table | Rendered", cfg: dict, out_md: str | Path, out_csv: str | Path) -> str:
+    if isinstance(table, Rendered):
+        md, csv_text = table.md, table.csv
+    else:
+        md, csv_text = table_markdown(table, cfg), table_csv(table, cfg)
+    for path, text in ((out_md, md), (out_csv, csv_text)):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

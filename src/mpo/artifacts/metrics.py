@@ -1,4 +1,4 @@
-"""Canonical names of the per-step training metrics the artifacts read (METHOD.md section 7).
+"""Canonical names of the per-step training metrics the artifacts read (docs/method.md §7).
 
 The trainer writes one JSON line per step (``metrics.jsonl``); :func:`canonicalize` renames its keys to the canonical
 names below, so a renamed trainer key is a one-line change here. Nested dicts are flattened to ``a/b`` and lists to
@@ -18,6 +18,8 @@ import pandas as pd
 ALIASES: dict[str, tuple[str, ...]] = {
     "step": ("step", "iteration", "global_step"),
     "reward": ("reward_mean", "reward/mean", "reward"),
+    "reward_std": ("reward_std", "reward/std"),
+    "adv_nonzero_frac": ("adv_nonzero_frac", "advantages/nonzero_frac"),  # not logged yet (see collect_beyond)
     "accuracy": ("accuracy", "acc", "reward/accuracy"),
     "response_length": ("response_length", "response_length_mean", "response_length/mean", "length"),
     "ratio_mean": ("ratio_mean", "token_ratio_mean", "ratio/mean"),

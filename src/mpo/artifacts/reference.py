@@ -158,7 +158,8 @@ def check(set_name: str, workdir: str | Path | None = None, names: list[str] | N
     return problems
 
 
-# Files of a finished run that the artifacts read (all small); checkpoints and completions stay out of git.
+# Files of a finished run that the artifacts read (all small); checkpoints stay out of git, and of completions.jsonl
+# only each row's id, sample and grade (the paired tests' per-problem grades), not the generated text.
 COLLECT_PATTERNS = [
     "runs/*/*/*/metrics.jsonl",
     "runs/*/*/*/summary.json",
@@ -167,6 +168,8 @@ COLLECT_PATTERNS = [
     "models/*/mtp_k*/metrics.json",
     "benchmarks/update_step.json",
 ]
+GRADES_PATTERN = "eval/*/*/*/completions.jsonl"
+GRADE_KEYS = ("id", "sample", "grade")
 
 
 def collect(results: str | Path, dest: str | Path | None = None) -> Path:
@@ -187,6 +190,12 @@ def collect(results: str | Path, dest: str | Path | None = None) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
             n += 1
+    for src in sorted(results.glob(GRADES_PATTERN)):
+        target = dest / src.relative_to(results)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rows = [json.loads(x) for x in src.read_text().splitlines() if x.strip()]
+        target.write_text("".join(json.dumps({k: r.get(k) for k in GRADE_KEYS}) + "\n" for r in rows))
+        n += 1
     print(f"collected {n} files from {results} into {dest}; now run `{REGENERATE_CMD} --set reference`")
     return dest
 

@@ -1,38 +1,40 @@
 """Render artifacts to files: one table (Markdown + CSV) or one figure (PNG + PDF + the CSV behind it), or all of them.
 
 Used by the CLI (``python -m mpo.artifacts``), the figure notebooks (which call the same two steps: collect the
-data, plot it) and the CI reference check (``mpo.artifacts.reference``).
+data, plot it) and the CI reference check (``mpo.artifacts.reference``). What exists is the registry
+(:mod:`mpo.artifacts.registry`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mpo.artifacts import collect, figures, tables
-from mpo.artifacts.common import ARTIFACT_NAMES, write_frame_csv, write_table
+from mpo.artifacts import collect, registry
+from mpo.artifacts.common import write_frame_csv, write_table
 
-TABLE_NAMES = list(tables.TABLES)
-FIGURE_NAMES = list(figures.FIGURES)
-ARTIFACTS = TABLE_NAMES + FIGURE_NAMES
-assert ARTIFACTS == ARTIFACT_NAMES and set(FIGURE_NAMES) == set(collect.FIGURE_DATA), "artifact registries disagree"
+TABLE_NAMES = list(registry.TABLE_NAMES)
+FIGURE_NAMES = list(registry.FIGURE_NAMES)
+ARTIFACTS = list(registry.ARTIFACT_NAMES)
 
 
 def render_table(name: str, cfg: dict, results, out_md, out_csv) -> str:
     """Build table `name` from the results root and write it; returns the Markdown."""
-    table = tables.TABLES[name](cfg, results)
+    table = registry.get(name).builder()(cfg, results)
     return write_table(table, cfg, out_md, out_csv)
 
 
 def figure_data(name: str, cfg: dict, results):
-    return collect.FIGURE_DATA[name](cfg, results)
+    return registry.get(name).collector()(cfg, results)
 
 
 def plot_figure(name: str, df, cfg: dict):
-    return figures.FIGURES[name](df, collect.meta(cfg))
+    return registry.get(name).builder()(df, collect.meta(cfg))
 
 
 def render_figure(name: str, cfg: dict, results, out_png=None, out_pdf=None, out_csv=None):
     """Collect the data of figure `name`, plot it, write PNG/PDF/CSV; returns (DataFrame, Figure)."""
+    from mpo.artifacts import figures
+
     df = figure_data(name, cfg, results)
     fig = plot_figure(name, df, cfg)
     if out_csv:
@@ -51,8 +53,9 @@ def output_paths(name: str, outdir: str | Path) -> dict[str, Path]:
 
 
 def render_all(cfg: dict, results, outdir, names: list[str] | None = None, pdf: bool = True) -> dict[str, dict]:
+    """Render `names` (default: every artifact built from a results root alone, registry.REFERENCE_NAMES)."""
     out = {}
-    for name in names or ARTIFACTS:
+    for name in names or registry.REFERENCE_NAMES:
         paths = output_paths(name, outdir)
         if name in TABLE_NAMES:
             render_table(name, cfg, results, paths["md"], paths["csv"])

@@ -9,43 +9,59 @@ from __future__ import annotations
 from pathlib import Path
 
 from mpo.artifacts import common as art
+from mpo.artifacts import registry
 from mpo.config import config_hash
 
 
 def settings_hash(config: dict) -> str:
     """What the renderings depend on besides their input files (a rule param: editing it reruns the artifacts)."""
-    keys = ("name", "scale", "device", "resources", "experiments", "variants", "train", "models")
+    keys = ("name", "scale", "device", "resources", "experiments", "variants", "train", "models", "datasets", "mtp",
+            "seed", "seeds")
     return config_hash({k: config.get(k) for k in keys})
 
 
-def inputs(config: dict, results: str, experiment: str, kind: str, datasets=None, zero_shot: bool = False):
+def inputs(config: dict, results: str, experiment: str, kind: str, datasets=None, zero_shot: bool = False,
+           variants=None):
     """Input function: the files `experiment` needs, deduplicated (aliases share a run), in config order.
 
     kind: "runs" (metrics.jsonl of the training runs), "evals" (evaluation summary.json; with zero_shot=True also the
     untrained model's when the experiment asks for it), "warmups" (the MTP warm-up directory models/<model>/mtp_k<K>,
-    which holds metrics.json, per model and K > 1).
+    which holds metrics.json, per model and K > 1). `variants` replaces the experiment's variants (those the config
+    does not define are skipped: their cells read MISSING). Every seed of the config's ``seeds`` has its own run
+    (mpo.artifacts.seeds.seed_variant).
     """
 
     def files(wildcards=None):
-        out = []
         e = art.experiment(config, experiment)
         keep = e.datasets if datasets is None else [d for d in e.datasets if d in datasets]
+        out = []
         if kind == "evals" and zero_shot and e.zero_shot:
             out += [str(art.eval_dir(results, m, d, art.ZERO_SHOT) / "summary.json") for m in e.models for d in keep]
-        for m, d, v in art.experiment_runs(config, experiment, keep):
-            if kind == "runs":
-                out.append(str(art.run_dir(results, m, d, v, config) / "metrics.jsonl"))
-            elif kind == "evals":
-                out.append(str(art.eval_dir(results, m, d, v, config) / "summary.json"))
-            elif kind == "warmups":  # the warm-up's output directory (it holds metrics.json), as rule train uses it
-                K = art.variant_params(config, v)["K"]
-                if K > 1:
-                    out.append(str(art.warmup_metrics_path(results, m, K).parent))
-            else:
-                raise ValueError(f"unknown input kind {kind!r}")
+        vs = e.variants if variants is None else [v for v in variants if v in (config.get("variants") or {})]
+        for m, d, v in ((m, d, v) for m in e.models for d in keep for v in vs):
+            out += _run_files(config, results, kind, m, d, v)
         return list(dict.fromkeys(out))
 
     return files
+
+
+def _run_files(config: dict, results: str, kind: str, m: str, d: str, v: str) -> list[str]:
+    from mpo.artifacts.seeds import seed_list, seed_variant
+
+    if kind == "warmups":  # the warm-up's output directory (it holds metrics.json), as rule train uses it
+        K = art.variant_params(config, v)["K"]
+        return [str(art.warmup_metrics_path(results, m, K).parent)] if K > 1 else []
+    if kind not in ("runs", "evals"):
+        raise ValueError(f"unknown input kind {kind!r}")
+    out = []
+    for s in seed_list(config):
+        name = seed_variant(config, v, s)
+        cfg = config if name == v else None  # an alias resolves to its target's run; a seed run is its own
+        if kind == "runs":
+            out.append(str(art.run_dir(results, m, d, name, cfg) / "metrics.jsonl"))
+        else:
+            out.append(str(art.eval_dir(results, m, d, name, cfg) / "summary.json"))
+    return out
 
 
 def bench_input(results: str, workflow):
@@ -61,46 +77,75 @@ def bench_input(results: str, workflow):
     return files
 
 
-def table_outputs(results: str, name: str, category: str, subcategory: str) -> dict:
-    """Outputs of a table rule: the Markdown, and the CSV (shown in the Snakemake report with its caption)."""
+def outputs(results: str, name: str) -> dict:
+    """Outputs of artifact `name`'s rule. Table: the Markdown and the CSV (in the Snakemake report with its
+    caption). Figure: PNG (in the report), PDF, the CSV behind it, and the executed notebook."""
     from snakemake.io import report
 
-    return dict(
-        md=f"{results}/tables/{name}.md",
-        csv=report(f"{results}/tables/{name}.csv", caption=f"../report/{name}.rst", category=category,
-                   subcategory=subcategory, labels={"artifact": name, "kind": "table (CSV)"}),
-    )
+    a = registry.get(name)
+    labels = {"artifact": name, "kind": "table (CSV)" if a.kind == "table" else "figure"}
+    where = dict(caption=f"../report/{name}.rst", category=a.category, subcategory=a.subcategory, labels=labels)
+    if a.kind == "table":
+        return dict(md=f"{results}/tables/{name}.md", csv=report(f"{results}/tables/{name}.csv", **where))
+    return dict(png=report(f"{results}/figures/{name}.png", **where), pdf=f"{results}/figures/{name}.pdf",
+                csv=f"{results}/figures/{name}.csv", nb=f"{results}/notebooks/{name}.ipynb")
 
 
-def figure_outputs(results: str, name: str, category: str, subcategory: str) -> dict:
-    """Outputs of a figure rule: PNG (in the report), PDF, the CSV behind it, and the executed notebook."""
-    from snakemake.io import report
-
-    return dict(
-        png=report(f"{results}/figures/{name}.png", caption=f"../report/{name}.rst", category=category,
-                   subcategory=subcategory, labels={"artifact": name, "kind": "figure"}),
-        pdf=f"{results}/figures/{name}.pdf",
-        csv=f"{results}/figures/{name}.csv",
-        nb=f"{results}/notebooks/{name}.ipynb",
-    )
+def output_paths(results: str, name: str) -> list[str]:
+    """The plain paths of `outputs` (what a group target asks for)."""
+    a = registry.get(name)
+    if a.kind == "table":
+        return [f"{results}/tables/{name}.{ext}" for ext in ("md", "csv")]
+    return [f"{results}/figures/{name}.{ext}" for ext in ("png", "pdf", "csv")] + [f"{results}/notebooks/{name}.ipynb"]
 
 
-def results_param(wildcards, output) -> str:
-    """results/<name>, from a rule's first output (results/<name>/{tables,figures}/<artifact>.<ext>)."""
-    return str(Path(output[0]).parents[1])
+def group_inputs(results: str, group: str) -> list[str]:
+    """Every output of the artifacts of a named target (registry.groups(): main_results, efficiency, artifacts...)."""
+    return [p for rule in registry.groups()[group] for p in output_paths(results, _by_rule(rule).name)]
 
 
-def artifact_param(wildcards, output) -> str:
-    """The CLI's artifact name (table1, fig3, ...), from a rule's first output."""
-    return Path(output[0]).stem
+def _by_rule(rule: str) -> registry.Artifact:
+    return next(a for a in registry.ARTIFACTS if a.rule_name == rule)
 
 
-TABLE_CMD = (
-    "python -m mpo.artifacts {params.artifact} --config {params.config} --results {params.results}"
-    " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
-)
-NOTEBOOK_CMD = (
-    "python -m papermill {input.nb} {output.nb} -k python3 --no-progress-bar"
-    " -p config {params.config} -p results {params.results}"
-    " -p out_png {output.png} -p out_pdf {output.pdf} -p out_csv {output.csv} > {log} 2>&1"
-)
+def artifact_inputs(config: dict, results: str, name: str, workflow=None):
+    """Input function (for ``unpack``) of artifact `name`: {kind: [files]} from its registry needs, plus the
+    notebook of a figure."""
+    a = registry.get(name)
+
+    def files(wildcards=None) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {"nb": [f"notebooks/{name}.ipynb"]} if a.kind == "figure" else {}
+        for need in a.needs:
+            out.setdefault(need.kind, [])
+            out[need.kind] = list(dict.fromkeys(out[need.kind] + _need_files(config, results, need, workflow)))
+        return out
+
+    return files
+
+
+def _need_files(config: dict, results: str, need: registry.Need, workflow) -> list[str]:
+    first = next(iter(config["models"]))
+    if need.kind == "bench":
+        return bench_input(results, workflow)()
+    if need.kind == "data":
+        return [f"{results}/data/{d}/stats.json" for d in config["datasets"]]
+    if need.kind == "tokenizer":
+        return [f"{results}/models/{first}/base"]
+    if need.kind == "bases":
+        return [f"{results}/models/{m}/base" for m in config["models"]]
+    return inputs(config, results, need.experiment, need.kind, datasets=list(need.datasets) if need.datasets else None,
+                  zero_shot=need.zero_shot, variants=need.variants)()
+
+
+def command(name: str, results: str, config_file: str) -> str:
+    """The complete shell command of artifact `name`'s rule, every path literal: the CLI for a table, papermill for a
+    figure's notebook. (A rule defined in a loop runs its `shell:` expression when the job runs, after the loop has
+    moved on, so the rule passes this string as a param and runs "{params.cmd}".)"""
+    log = f"{results}/logs/artifacts/{name}.log"
+    if registry.get(name).kind == "table":
+        return (f"python -m mpo.artifacts {name} --config {config_file} --results {results}"
+                f" --out-md {results}/tables/{name}.md --out-csv {results}/tables/{name}.csv > {log} 2>&1")
+    fig = f"{results}/figures/{name}"
+    return (f"python -m papermill notebooks/{name}.ipynb {results}/notebooks/{name}.ipynb -k python3 --no-progress-bar"
+            f" -p config {config_file} -p results {results} -p out_png {fig}.png -p out_pdf {fig}.pdf"
+            f" -p out_csv {fig}.csv > {log} 2>&1")

@@ -18,10 +18,10 @@ same mean over the train records' reference ``solution``.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
+from mpo.artifacts.common import Rendered, rows_csv, write_table
 from mpo.config import ConfigError, load_config
 from mpo.data.prepare import DATASETS, PAPER_ROW
 from mpo.reported import load_reported
@@ -103,14 +103,8 @@ def to_markdown(rows: list[dict], cfg: dict, tokenizer_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(rows: list[dict], path: str | Path, cfg: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["config", "scale"] + COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({"config": cfg["name"], "scale": cfg["scale"], **r})
+def csv_text(rows: list[dict], cfg: dict) -> str:
+    return rows_csv(rows, COLUMNS, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     rows = table_rows(cfg, args.data_root, tokenizer)
     md = to_markdown(rows, cfg, getattr(tokenizer, "name_or_path", None) or args.tokenizer)
-    Path(args.out_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out_md).write_text(md)
-    write_csv(rows, args.out_csv, cfg)
-    print(md)
+    print(write_table(Rendered(md, csv_text(rows, cfg)), cfg, args.out_md, args.out_csv))
     return 0
 
 

@@ -12,10 +12,10 @@ paper's ratios (``table7_model_size_ratio`` in reported.yaml) are shown next to 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
+from mpo.artifacts.common import Rendered, rows_csv, write_table
 from mpo.config import ConfigError, load_config
 from mpo.model_sizes import PAPER_MODELS, TABLE7_PAPER_MODELS, arch_config, model_size_row
 from mpo.reported import load_reported
@@ -135,14 +135,8 @@ def to_markdown(rows: list[dict], cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(rows: list[dict], path: str | Path, cfg: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["config", "scale"] + COLUMNS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({"config": cfg["name"], "scale": cfg["scale"], **r})
+def csv_text(rows: list[dict], cfg: dict) -> str:
+    return rows_csv(rows, COLUMNS, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = table_rows(cfg, args.models_root)
     md = to_markdown(rows, cfg)
-    Path(args.out_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out_md).write_text(md)
-    write_csv(rows, args.out_csv, cfg)
-    print(md)
+    print(write_table(Rendered(md, csv_text(rows, cfg)), cfg, args.out_md, args.out_csv))
     return 0
 
 
