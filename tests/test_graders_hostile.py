@@ -16,10 +16,18 @@ import time
 
 import pytest
 
+import mpo.graders.code as code_module
 from mpo.graders.code import grade_code
 
 CHECK = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(10, -4) == 6\n"
 WRONG_ADD = "def add(a, b):\n    return 0\n"
+
+
+@pytest.fixture(autouse=True, params=["fork_server", "cold_start"])
+def start_mode(request, monkeypatch):
+    """Every attack against both ways a run starts: forked from the fork server, or a fresh interpreter."""
+    monkeypatch.setattr(code_module, "USE_FORK_SERVER", request.param == "fork_server")
+    return request.param
 
 
 def _must_not_pass(program: str, tests: str = CHECK, entry_point: str | None = "add", **kwargs):

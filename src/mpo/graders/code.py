@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import secrets
+import select
 import signal
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from mpo.graders import code_zygote
 from mpo.graders.code_extract import extract_code
 
 __all__ = ["CodeGrader", "CodeResult", "extract_code", "grade_code", "probe_sandbox", "throughput"]
@@ -56,6 +58,9 @@ _MAX_INODES = 4096
 _GRACE = 2.0
 #: Largest program + tests accepted (bytes).
 _MAX_PAYLOAD = 8 * 1024 * 1024
+#: Fork each run's supervisor from a pre-started server (:mod:`mpo.graders.code_zygote`) instead of starting
+#: a fresh interpreter; falls back to a cold start when the server is unavailable.
+USE_FORK_SERVER = True
 _HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "code_harness.py")
 
 
@@ -120,8 +125,6 @@ def _wait_then_kill_group(proc: subprocess.Popen, timeout: float) -> bool:
     except (AttributeError, OSError):
         pidfd = None
     if pidfd is not None:
-        import select
-
         try:
             ready, _, _ = select.select([pidfd], [], [], timeout)
             timed_out = not ready
@@ -221,28 +224,70 @@ def _execute(
     }
     try:
         with tempfile.TemporaryDirectory(prefix="mpo-code-", ignore_cleanup_errors=True) as workdir:
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-I", "-B", _HARNESS, json.dumps(config)],
-                    stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=_child_env(workdir),
-                    start_new_session=True, close_fds=True, pass_fds=(result_write,),
-                )
-            except OSError as exc:
-                return CodeResult(False, "error", f"could not start interpreter: {exc}"), []
-            finally:
-                os.close(result_write)
-            _feed(proc.stdin, payload)
-            timed_out = _wait_then_kill_group(proc, timeout + _GRACE)
+            fds = (out, err, result_write)
+            outcome = _run_warm(config, payload, workdir, fds, timeout) if USE_FORK_SERVER else None
+            if outcome is None:
+                outcome = _run_cold(config, payload, workdir, fds, timeout)
+            os.close(result_write)
+            result_write = -1
+            if isinstance(outcome, CodeResult):
+                return outcome, []
+            timed_out, returncode = outcome
             elapsed = time.monotonic() - start
             report = _read_report(result_read)
         stdout = _read_output(out, _OUTPUT_READ_LIMIT)
         stderr = _read_output(err, _OUTPUT_READ_LIMIT, tail=True)
     finally:
-        for fd in (result_read, out, err):
-            os.close(fd)
+        for fd in (result_read, out, err, result_write):
+            if fd >= 0:
+                os.close(fd)
     layers = report.get("layers", []) if isinstance(report.get("layers"), list) else []
-    result = _classify(proc.returncode, timed_out, elapsed, timeout, report, token, stdout, stderr)
+    result = _classify(returncode, timed_out, elapsed, timeout, report, token, stdout, stderr)
     return result, layers
+
+
+def _run_cold(config: dict, payload: bytes, workdir: str, fds: tuple, timeout: float) -> tuple[bool, int] | CodeResult:
+    """Start ``python -I -B code_harness.py`` for this run; ``(timed_out, returncode)``."""
+    out, err, result_write = fds
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-B", _HARNESS, json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=_child_env(workdir),
+            start_new_session=True, close_fds=True, pass_fds=(result_write,),
+        )
+    except OSError as exc:
+        return CodeResult(False, "error", f"could not start interpreter: {exc}")
+    _feed(proc.stdin, payload)
+    timed_out = _wait_then_kill_group(proc, timeout + _GRACE)
+    return timed_out, proc.returncode
+
+
+def _run_warm(config: dict, payload: bytes, workdir: str, fds: tuple, timeout: float) -> tuple[bool, int] | None:
+    """Fork this run's supervisor from the fork server; ``(timed_out, 0)``, or ``None`` if the server is unavailable.
+
+    The supervisor is not our child: it is waited for through its pidfd and, past the deadline, killed through
+    it (the candidate and verifier die with it, ``PDEATHSIG``).  Its exit status is not known, so the verdict
+    rests on the report and its token alone.
+    """
+    stdin_read, stdin_write = os.pipe()
+    try:
+        pidfd = code_zygote.spawn({**config, "workdir": workdir, "env": _child_env(workdir)}, [stdin_read, *fds])
+    except OSError:
+        os.close(stdin_write)
+        return None
+    finally:
+        os.close(stdin_read)
+    _feed(os.fdopen(stdin_write, "wb", buffering=0), payload)
+    if pidfd is None:
+        return False, 0
+    try:
+        ready, _, _ = select.select([pidfd], [], [], timeout + _GRACE)
+        if not ready:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            select.select([pidfd], [], [], 5.0)
+        return not ready, 0
+    finally:
+        os.close(pidfd)
 
 
 def _with_output(reason: str, stdout: str, stderr: str) -> str:
