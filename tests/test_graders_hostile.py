@@ -87,6 +87,14 @@ def test_return_value_equal_to_everything_does_not_pass(base):
                    "def check(candidate):\n    assert candidate(1, 1) == [2]\n")
 
 
+def test_shadowing_builtins_used_by_the_tests_does_not_pass():
+    """HumanEval float checks read ``abs(candidate(x) - y) < 1e-6``: a program-level ``abs`` must not be theirs."""
+    program = "def abs(x):\n    return 0\ndef len(x):\n    return 3\ndef add(a, b):\n    return 0.0\n"
+    tests = ("def check(candidate):\n    assert abs(candidate(2, 3) - 5) < 1e-6\n"
+             "    assert len(str(candidate(1, 1))) == 3\n")
+    _must_not_pass(program, tests)
+
+
 def test_candidate_cannot_read_the_expected_answers():
     """The tests (with their expected values) never enter the candidate's process: not as a file, not in memory."""
     program = (

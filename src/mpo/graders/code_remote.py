@@ -341,7 +341,7 @@ class Verifier:
         if status != "ready":
             self.report(status if status in ("error", "failed") else "failed", str(payload), candidate_layers=layers)
             return
-        namespace = self._namespace(payload)
+        namespace = self._namespace(payload, entry_point)
         source = tests.rstrip() + "\n" + (f"\ncheck({entry_point})\n" if entry_point is not None else "")
         try:
             code = compile(source, "tests.py", "exec")
@@ -359,10 +359,11 @@ class Verifier:
             return
         self.report("passed", "all tests passed", candidate_layers=layers)
 
-    def _namespace(self, names) -> dict:
+    def _namespace(self, names, entry_point: str | None) -> dict:
+        """The program's names for the tests; names of built-ins (``abs``, ``len``, ...) stay the built-ins."""
         namespace: dict = {"__name__": "__main__", "__builtins__": builtins}
         for name, kind, value in names if isinstance(names, list) else []:
-            if not isinstance(name, str):
+            if not isinstance(name, str) or (name in builtins.__dict__ and name != entry_point):
                 continue
             if kind == "call":
                 namespace[name] = RemoteFunction(name, self.channel)
