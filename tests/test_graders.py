@@ -233,12 +233,15 @@ def test_sandbox_layers_active(layers):
 
 def test_hostile_infinite_loop_is_killed():
     start = time.monotonic()
-    result = grade_code("import os\nprint(os.getpid(), flush=True)\nwhile True:\n    pass\n", "", timeout=2.0)
+    program = "import os\nprint(os.getpid(), os.getpgrp(), flush=True)\nwhile True:\n    pass\n"
+    result = grade_code(program, "", timeout=2.0)
     elapsed = time.monotonic() - start
     assert (result.passed, result.status) == (False, "timeout")
     assert 1.9 < elapsed < 6
-    pid = int(result.detail.split("--- stdout ---\n")[1].split()[0])
-    assert not _pids_in_group(pid)  # the whole process group is dead
+    pid, group = map(int, result.detail.split("--- stdout ---\n")[1].split()[:2])
+    assert group != pid  # the candidate is not the group leader: the supervisor is
+    time.sleep(0.2)  # the supervisor has reaped its children before the grader returns; the server reaps it
+    assert not _pids_in_group(group)  # the whole process group is dead (supervisor, candidate, verifier)
     assert not os.path.exists(f"/proc/{pid}")  # and reaped
 
 
