@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -33,6 +34,9 @@ from typing import Any
 __all__ = ["MathGrader", "extract_boxed", "grade_math", "score_math_answer"]
 
 _BOXED_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_RE = re.compile(r"\\boxed|\\fbox")
+_BRACE_RE = re.compile(r"(?<!\\)[{}]")  # a brace not preceded by a backslash
+_SPACE_TOKEN_RE = re.compile(r"\s*([^\s$]+)")  # "\boxed 5": the first token before any "$"
 
 #: Seconds a freshly started worker may take to import math-verify/sympy
 #: before it is considered broken.  Not counted against per-item timeouts.
@@ -46,42 +50,45 @@ def extract_boxed(text: str) -> str | None:
     """Return the content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in *text*.
 
     Braces are matched with a depth counter, so nested groups such as
-    ``\\boxed{\\frac{1}{2}}`` come back whole (``\\frac{1}{2}``).  The brace-less
-    form ``\\boxed 5`` used by a few MATH solutions is also understood (the
-    content runs to the next ``$`` or whitespace).  Returns ``None`` when there
-    is no complete boxed expression.
+    ``\\boxed{\\frac{1}{2}}`` come back whole (``\\frac{1}{2}``); escaped braces
+    (``\\{``) do not count.  The brace-less form ``\\boxed 5`` used by a few MATH
+    solutions is also understood (the content runs to the next ``$`` or
+    whitespace).  Returns ``None`` when there is no complete boxed expression;
+    an incomplete last box falls back to an earlier complete one.
+
+    Linear time in ``len(text)`` (model text is parsed in the trainer's process,
+    without a timeout): an unclosed box limits how far every earlier box is
+    scanned, since none of them can close after it.
     """
     if not text:
         return None
-    start = max(text.rfind(cmd) for cmd in _BOXED_COMMANDS)
-    while start >= 0:
-        cmd = next(c for c in _BOXED_COMMANDS if text.startswith(c, start))
-        content = _boxed_content(text, start + len(cmd))
+    limit = len(text)
+    starts = [match.end() for match in _BOX_RE.finditer(text)]
+    for pos in reversed(starts):
+        if pos < len(text) and text[pos] == " ":
+            token = _SPACE_TOKEN_RE.match(text, pos + 1)
+            if token:
+                return token.group(1)
+            continue
+        if pos >= len(text) or text[pos] != "{" or pos >= limit:
+            continue
+        content = _braced_content(text, pos, limit)
         if content is not None:
             return content
-        # Unbalanced/incomplete box: fall back to an earlier one.
-        start = max(text.rfind(c, 0, start) for c in _BOXED_COMMANDS)
+        limit = pos  # unclosed: no earlier box can close after this point
     return None
 
 
-def _boxed_content(text: str, pos: int) -> str | None:
-    """Content of a box whose command name ends at *pos*, or ``None``."""
-    if pos < len(text) and text[pos] == " ":
-        # "\boxed 5" form: content up to the next '$' or whitespace.
-        rest = text[pos + 1 :]
-        token = rest.split("$", 1)[0].split(None, 1)
-        return token[0] if token else None
-    if pos >= len(text) or text[pos] != "{":
-        return None
+def _braced_content(text: str, pos: int, limit: int) -> str | None:
+    """Content of the group opening at ``text[pos] == "{"`` if it closes before *limit*, else ``None``."""
     depth = 0
-    for i in range(pos, len(text)):
-        char = text[i]
-        if char == "{" and text[i - 1] != "\\":
+    for match in _BRACE_RE.finditer(text, pos, limit):
+        if match.group() == "{":
             depth += 1
-        elif char == "}" and text[i - 1] != "\\":
+        else:
             depth -= 1
             if depth == 0:
-                return text[pos + 1 : i].strip()
+                return text[pos + 1 : match.start()].strip()
     return None
 
 
