@@ -52,10 +52,11 @@ def arch_of(cfg: dict, model: str, results: str | Path | None = None) -> dict:
     for path in candidates:
         if path.is_file():
             return json.loads(path.read_text())
-    if entry["source"] == "random":
+    if entry["source"] == "random" and "vocab_size" in entry["architecture"]:
         return {"model_type": "llama", **entry["architecture"]}
     raise ConfigError(f"config error at 'models.{model}': no architecture facts for the memory plan (prepare the "
-                      f"model first, or add {CONFIG_DIR / (model + '.json')})")
+                      f"model first: results/<name>/models/{model}/base/config.json, or add "
+                      f"{CONFIG_DIR / (model + '.json')})")
 
 
 def _dims(a: dict) -> dict:
@@ -231,11 +232,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
     ap.add_argument("--json", help="write the plan here (default: stdout)")
-    ap.add_argument("--results", help="results/<name> folder whose prepared models' config.json to prefer")
+    ap.add_argument("--results", help="folder whose prepared models' config.json to prefer (default results/<name>)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config)
-        out = plan(cfg, args.results)
+        out = plan(cfg, args.results or f"results/{cfg['name']}")
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
