@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from mpo.config import load_config
 from mpo.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # trains the smoke model (> 10 s): `make test`, not `make test-fast`
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Every metric of METHOD.md section 7 (+ bookkeeping the issue asks for), present for every method.

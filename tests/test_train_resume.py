@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 from mpo.train.trainer import Trainer, TrainingDivergedError
 from test_train import REPO, TIMING, env, fake_reward, run  # noqa: F401 - env is a fixture
 
+pytestmark = pytest.mark.slow  # trains the smoke model (> 10 s): `make test`, not `make test-fast`
+
 
 class Killed(Exception):
     pass
