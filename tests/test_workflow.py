@@ -171,3 +171,27 @@ def test_no_conda_in_the_slurm_profile():
     assert yaml.safe_load((REPO / "profiles" / "conda" / "config.yaml").read_text())[
         "software-deployment-method"] == "conda"
     assert os.path.isdir(REPO / "workflow" / "envs")
+
+
+def test_rule_arguments_and_inputs():
+    from types import SimpleNamespace as NS
+
+    smoke = load_config(REPO / "config" / "smoke.yaml")
+    res = "results/smoke"
+    zero = NS(model="tiny-llama", dataset="gsm8k", variant="zero_shot")
+    trained = NS(model="tiny-llama", dataset="gsm8k", variant="mpo")
+    assert R.eval_model(res)(zero) == f"{res}/models/tiny-llama/base"
+    assert R.eval_model(res)(trained) == f"{res}/runs/tiny-llama/gsm8k/mpo/summary.json"
+    run_input = NS(model=f"{res}/runs/tiny-llama/gsm8k/mpo/summary.json")
+    assert R.eval_model_dir(trained, run_input) == f"{res}/runs/tiny-llama/gsm8k/mpo/policy"
+    assert R.eval_model_dir(zero, NS(model=f"{res}/models/tiny-llama/base")) == f"{res}/models/tiny-llama/base"
+    assert "--out results/smoke/eval/tiny-llama/gsm8k/mpo " in R.eval_args("c.yaml", res)(trained, run_input)
+    w = R.warmup_inputs(smoke, res)
+    assert w["train"] == [f"{res}/data/{d}/train.jsonl" for d in smoke["warmup"]["datasets"]]
+    assert R.variant_pattern(smoke).startswith("zero_shot|") and "mpo_k5" not in R.variant_pattern(smoke).split("|")
+    # train: MPO K > 1 reads its warm-up modules; the launcher gets the job's GPUs
+    inp = train_smk.inputs(smoke, res)(trained)
+    assert inp["mtp"] == f"{res}/models/tiny-llama/mtp_k5"  # smoke's mpo: K = 5
+    assert "mtp" not in train_smk.inputs(smoke, res)(NS(model="tiny-llama", dataset="gsm8k", variant="ppo"))
+    args = train_smk.cli_args("c.yaml", res)(trained, NS(**inp, keys=lambda: inp.keys()), NS(gpu=2))
+    assert args.startswith("--config c.yaml --model tiny-llama --gpus 2 -- -m mpo.train ") and f"--mtp {inp['mtp']}" in args
