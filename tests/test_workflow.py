@@ -195,3 +195,15 @@ def test_rule_arguments_and_inputs():
     assert "mtp" not in train_smk.inputs(smoke, res)(NS(model="tiny-llama", dataset="gsm8k", variant="ppo"))
     args = train_smk.cli_args("c.yaml", res)(trained, NS(**inp, keys=lambda: inp.keys()), NS(gpu=2))
     assert args.startswith("--config c.yaml --model tiny-llama --gpus 2 -- -m mpo.train ") and f"--mtp {inp['mtp']}" in args
+
+
+def test_launch_cli_execs_the_command(monkeypatch):
+    """`python -m mpo.train.smk launch --config C --model M --gpus N -- <python args>` (the train rule's command)."""
+    calls = []
+    monkeypatch.setattr(train_smk.os, "execvp", lambda f, argv: calls.append(argv))
+    cfg = str(REPO / "config" / "smoke.yaml")
+    train_smk.main(["launch", "--config", cfg, "--model", "tiny-llama", "--gpus", "0", "--", "-m", "mpo.train",
+                    "--config", "x.yaml", "--threads", "1"])
+    assert calls == [[train_smk.sys.executable, "-m", "mpo.train", "--config", "x.yaml", "--threads", "1"]]
+    with pytest.raises(SystemExit):
+        train_smk.main(["launch", "--config", cfg, "--model", "tiny-llama", "--gpus", "0"])

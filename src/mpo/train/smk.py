@@ -126,20 +126,23 @@ def main_runs(config: dict, results: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    """``launch``: exec the training command under the launcher of the job's GPUs and nodes."""
+    """``launch ... -- <python arguments>``: exec the training command under the launcher of the job's GPUs and
+    nodes."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    own, command = argv[:split], argv[split + 1:]
     ap = argparse.ArgumentParser(prog="python -m mpo.train.smk", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["launch"])
     ap.add_argument("--config", required=True, help="resolved config (results/<name>/config.resolved.yaml)")
     ap.add_argument("--model", required=True)
     ap.add_argument("--gpus", type=int, required=True, help="GPUs of the job (the rule's gpu resource)")
-    ap.add_argument("command", nargs=argparse.REMAINDER, help="-- then the python arguments, e.g. -m mpo.train ...")
-    args = ap.parse_args(argv)
+    args = ap.parse_args(own)
+    if not command:
+        ap.error("no command after `--` (e.g. -- -m mpo.train --config ...)")
     from mpo.config import load_config
 
-    config = load_config(args.config)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    full = launch_argv(config, args.config, args.model, args.gpus, command)
+    full = launch_argv(load_config(args.config), args.config, args.model, args.gpus, command)
     print("launch: " + " ".join(full[:12]) + (" ..." if len(full) > 12 else ""), file=sys.stderr, flush=True)
     os.execvp(full[0], full)
     return 0  # not reached
