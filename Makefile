@@ -9,7 +9,7 @@ SNAKE_ARGS ?=
 # the run's results folder is results/<config name>; the report is written there (recursive: read after the venv exists)
 REPORT ?= $(shell $(VPY) -c "import yaml; print('results/' + yaml.safe_load(open('$(CONFIG)'))['name'] + '/report.html')")
 
-.PHONY: venv reproduce smoke test lint dryrun-paper lock envs bench clean-results
+.PHONY: venv reproduce smoke test test-fast lint dryrun-paper lock check-envs envs bench clean-results
 
 $(STAMP): requirements/cpu.lock.txt requirements/nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ reproduce: $(STAMP)
 smoke: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/smoke.yaml $(SNAKE_ARGS)
 
-## test: the test suite (what CI runs)
+## test: the test suite (what CI runs), slow end-to-end tests included
 test: $(STAMP)
 	$(VPY) -m pytest -q
+
+## test-fast: every test not marked `slow` (no Snakemake run, no training run above ~10 s)
+test-fast: $(STAMP)
+	$(VPY) -m pytest -q -m "not slow"
 
 ## lint: snakemake --lint
 lint: $(STAMP)
@@ -49,15 +53,33 @@ bench: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) bench $(SNAKE_ARGS)
 	$(VENV)/bin/snakemake --cores 1 --configfile $(CONFIG) pipeline_times --forcerun pipeline_times $(SNAKE_ARGS)
 
-## lock: regenerate both lock files and envs/*.yaml from requirements/*.in (needs PyPI access)
-lock: $(STAMP)
-	$(VPY) -m pip install -q uv==0.13.9
-	$(VENV)/bin/uv pip compile requirements/cpu.in -o requirements/cpu.lock.txt --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --find-links /opt/wheels --no-header
-	$(VENV)/bin/uv pip compile requirements/gpu.in -o requirements/gpu.lock.txt --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --override requirements/gpu.overrides.txt --no-header
+# uv (lock and check-envs) lives in its own folder, not in .venv; the CPU lock's torch 2.13.0+cpu comes from
+# /opt/wheels where that folder exists, else from the PyTorch CPU index
+UV_VERSION ?= 0.13.9
+UV_DIR ?= $(or $(TMPDIR),/tmp)/mpo-uv-$(UV_VERSION)
+UV := $(UV_DIR)/bin/uv
+CPU_WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+UV_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header
+GPU_BUILDS := cu12 cu13
+
+$(UV):
+	$(PYTHON) -m pip install -q --target $(UV_DIR) uv==$(UV_VERSION)
+
+## lock: regenerate the CPU lock, both GPU locks (cu12, cu13) and workflow/envs/ from requirements/*.in (needs PyPI)
+lock: $(STAMP) $(UV)
+	$(UV) pip compile requirements/cpu.in -o requirements/cpu.lock.txt $(UV_PLATFORM) $(CPU_WHEELS)
+	for b in $(GPU_BUILDS); do \
+		$(UV) pip compile requirements/gpu-$$b.in -o requirements/gpu-$$b.lock.txt $(UV_PLATFORM) || exit 1; done
 	$(VPY) -m mpo.envs write
 
-## envs: regenerate envs/*.yaml from the lock files
+## check-envs: every lock resolves as a whole set for linux x86_64 / Python 3.11 (uv pip compile, needs PyPI),
+## and workflow/envs/ agree with the locks
+check-envs: $(STAMP) $(UV)
+	$(UV) pip compile requirements/cpu.lock.txt $(UV_PLATFORM) -q -o /dev/null $(CPU_WHEELS)
+	for b in $(GPU_BUILDS); do \
+		$(UV) pip compile requirements/gpu-$$b.lock.txt $(UV_PLATFORM) -q -o /dev/null || exit 1; done
+	$(VPY) -m mpo.envs check
+
+## envs: regenerate workflow/envs/ from the lock files
 envs: $(STAMP)
 	$(VPY) -m mpo.envs write

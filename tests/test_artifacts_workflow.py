@@ -61,6 +61,7 @@ def test_rules_render_tables_notebooks_and_report(fixture_workflow):
         assert text in html, text
 
 
+@pytest.mark.slow
 def test_missing_input_stops_the_rule(fixture_workflow):
     """Table 5(b)'s fixture lacks one evaluation: the rule needs all inputs (the renderer would print MISSING)."""
     proc = _smk(fixture_workflow, "-n", "table5b", check=False)
@@ -76,6 +77,7 @@ def _jobs(dry_run_output: str) -> list[tuple[str, dict]]:
     return jobs
 
 
+@pytest.mark.slow
 def test_one_target_schedules_only_its_experiment(repo):
     if 'include: "workflow/rules/artifacts.smk"' not in (repo / "Snakefile").read_text():
         pytest.skip("workflow/rules/artifacts.smk is not included in the Snakefile yet")

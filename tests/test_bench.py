@@ -28,6 +28,7 @@ def test_fixed_batch_is_deterministic_and_groups_share_prompts():
     assert (s.max(1).values > s.min(1).values).all()  # scores differ inside every group (non-zero GRPO advantages)
 
 
+@pytest.mark.slow
 def test_update_step_writes_every_method_on_one_batch(tmp_path, smoke_model_dir):
     data = write_data(tmp_path / "data", n=8)
     out = tmp_path / "update_step.json"
@@ -61,6 +62,7 @@ def test_update_step_writes_every_method_on_one_batch(tmp_path, smoke_model_dir)
     assert res["grpo"]["group_size"] == 2 and res["ppo"]["group_size"] == 1
 
 
+@pytest.mark.slow
 def test_update_step_one_method_at_a_time(tmp_path, smoke_model_dir):
     """bench.interleave false: each method alone in turn, ratios against PPO's own median."""
     import yaml
@@ -116,6 +118,7 @@ def test_pipeline_summary(tmp_path):
     assert len(csv.read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_rollout_and_warmup_step_commands(tmp_path, smoke_model_dir):
     import shutil
 

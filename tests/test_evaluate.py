@@ -299,6 +299,7 @@ def test_cli_reports_missing_test_set(tmp_path, smoke_model_dir):
     assert proc.returncode == 2 and "test set not found" in proc.stderr
 
 
+@pytest.mark.slow
 def test_snakemake_eval_dag():
     """eval_zero_shot = every model x dataset on the base model; a trained variant's evaluation waits for its run."""
     if "workflow/rules/eval.smk" not in (REPO / "Snakefile").read_text():

@@ -17,7 +17,7 @@ from conftest import REPO, run, snakemake_cmd
 
 NAME = "smoke-pipeline-test"
 # ~5 min on 2 idle cores; allow for a loaded CI machine (the suite's default timeout is 900 s per test)
-pytestmark = pytest.mark.timeout(2700)
+pytestmark = [pytest.mark.timeout(2700), pytest.mark.slow]
 TIMEOUT = 2400
 TABLES = ["table1", "table2", "table3", "table4", "table5", "table5a", "table5b", "table6", "table7"]
 FIGURES = ["fig3", "fig4", "fig6", "fig7", "curves", "regimes"]

@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 from conftest import run_variant as run
 from mpo.train.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # trains the smoke model (> 10 s): `make test`, not `make test-fast`
+
 # Every metric of docs/method.md §7 (+ bookkeeping the issue asks for), present for every method.
 REQUIRED_KEYS = {
     "step", "samples_seen", "lr", "reward", "accuracy", "response_length", "response_length_max",

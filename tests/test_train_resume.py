@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 from mpo.train.trainer import Trainer, TrainingDivergedError
 from conftest import REPO, TIMING_METRICS, run_variant as run
 
+pytestmark = pytest.mark.slow  # trains the smoke model (> 10 s): `make test`, not `make test-fast`
+
 
 class Killed(Exception):
     pass

@@ -101,10 +101,11 @@ def test_snakemake_helpers(cfg):
     inp = smk.inputs(cfg, "R")
     assert "mtp" not in inp(SimpleNamespace(model="m", dataset="gsm8k", variant="ppo"))
     assert inp(SimpleNamespace(model="m", dataset="gsm8k", variant="mpo_k3"))["mtp"] == "R/models/m/mtp_k3"
-    assert smk.launcher(cfg, 1) == "python"
+    assert smk.launch_argv(cfg, "c.yaml", "m", 1, ["-m", "mpo.train"], env={}, python="py") == ["py", "-m", "mpo.train"]
     c = copy.deepcopy(cfg)
     c["device"] = "cuda"
-    assert smk.launcher(c, 8).startswith("accelerate launch --config_file config/accelerate/ddp.yaml --num_processes 8")
+    assert smk.launch_argv(c, "c.yaml", "m", 8, [], env={}, python="py")[2:7] == [
+        "accelerate.commands.launch", "--config_file", "config/accelerate/ddp.yaml", "--num_processes", "8"]
     runs = smk.main_runs(cfg, "R")
     assert len(runs) == len(cfg["models"]) * 5 and all("/gsm8k/" in r for r in runs)
     assert "mpo_k5" not in smk.variant_pattern(cfg).split("|")

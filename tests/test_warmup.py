@@ -69,6 +69,7 @@ def test_render_example_masks_response_only(smoke_model_dir):
     assert solution_text({"solution": None, "answer": "7"}) == "The answer is \\boxed{7}."
 
 
+@pytest.mark.slow
 def test_warmup_trains_modules_on_frozen_backbone(smoke_model_dir, data_root, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -99,6 +100,7 @@ def test_warmup_trains_modules_on_frozen_backbone(smoke_model_dir, data_root, tm
         assert n1 == n2 and torch.equal(p1, p2.cpu())
 
 
+@pytest.mark.slow
 def test_warmup_resumes_from_checkpoint(smoke_model_dir, data_root, tmp_path):
     cfg = _cfg(max_steps=4, keep_checkpoints=True)
     ckpt = tmp_path / "ckpt"

@@ -65,7 +65,96 @@ def validate_config(cfg: dict, source: str = "<config>") -> dict:
         if errors:
             lines = [f"  at '{_key_path(e)}': {e.message}" for e in errors[:10]]
             raise ConfigError(f"config error in {source}:\n" + "\n".join(lines))
+    try:
+        check_cross_keys(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"config error in {source}:\n  {e}") from None
     return cfg
+
+
+# ------------------------------------------------------------------------------------------------ cross-key checks
+def train_world(cfg: dict) -> int:
+    """Processes of a training run: the train rule's GPUs on CUDA (accelerate launches one per GPU), else 1."""
+    t = cfg["train"]
+    if cfg["device"] != "cuda" or t["launcher"] == "python":
+        return 1
+    r = cfg["resources"].get("gpu") or cfg["resources"]["default"]
+    return max(int(r["gpus"]), 1)
+
+
+def batch_sizes(tcfg: dict, group_size: int, world: int, where: str = "train") -> dict:
+    """Split of one training step over `world` processes (pure; the trainer's sizes): prompts, responses, per-process
+    mini batch and gradient-accumulation steps. Raises ConfigError naming the key whose value does not divide."""
+    G = int(group_size)
+    if tcfg["batch_unit"] == "responses":
+        responses, mini = tcfg["batch_size"], tcfg["mini_batch_size"]
+        if responses % G:
+            raise ConfigError(f"at '{where}.batch_size': {responses} responses is not a multiple of group_size={G}")
+        prompts = responses // G
+    else:
+        prompts, responses, mini = tcfg["batch_size"], tcfg["batch_size"] * G, tcfg["mini_batch_size"] * G
+    if prompts % world:
+        raise ConfigError(f"at '{where}.batch_size': {prompts} prompts per step do not split over {world} processes")
+    if responses % mini:
+        raise ConfigError(f"at '{where}.mini_batch_size': a mini batch of {mini} responses does not divide the batch "
+                          f"of {responses}")
+    if mini % world:
+        raise ConfigError(f"at '{where}.mini_batch_size': a mini batch of {mini} responses does not split over "
+                          f"{world} processes")
+    micro = tcfg["micro_batch_size"]
+    if (mini // world) % micro:
+        raise ConfigError(f"at '{where}.micro_batch_size': {micro} does not divide the per-process mini batch "
+                          f"{mini // world}")
+    return {"prompts": prompts, "responses": responses, "prompts_local": prompts // world,
+            "responses_local": responses // world, "mini_local": mini // world, "micro": micro,
+            "accum": mini // world // micro, "n_mini": responses // mini}
+
+
+def _check_names(cfg: dict) -> None:
+    """Names one section uses must be defined in another (datasets, models, variants)."""
+    for d in cfg["warmup"]["datasets"]:
+        if d not in cfg["datasets"]:
+            raise ConfigError(f"at 'warmup.datasets': '{d}' is not a configured dataset ({list(cfg['datasets'])})")
+    variants = cfg.get("variants") or {}
+    for v in cfg["train"]["main_variants"]:
+        if v not in variants:
+            raise ConfigError(f"at 'train.main_variants': '{v}' is not defined in 'variants' ({sorted(variants)})")
+    for m in cfg["train"]["strategy"]:
+        if m not in cfg["models"]:
+            raise ConfigError(f"at 'train.strategy': '{m}' is not a configured model ({list(cfg['models'])})")
+    for name, exp in (cfg.get("experiments") or {}).items():
+        for m in exp.get("models") or []:
+            if m not in cfg["models"]:
+                raise ConfigError(f"at 'experiments.{name}.models': '{m}' is not a configured model "
+                                  f"({list(cfg['models'])})")
+        for v in exp["variants"]:
+            if v not in variants:
+                raise ConfigError(f"at 'experiments.{name}.variants': '{v}' is not defined in 'variants' "
+                                  f"({sorted(variants)})")
+
+
+def check_cross_keys(cfg: dict) -> None:
+    """Constraints between keys that the schema cannot express: names that must exist, batch / group / mini-batch
+    divisibility for every trained variant on the run's processes, MTP depth K against the response budget."""
+    from mpo.train.variants import VariantError, resolve_variant, trained_variants
+
+    _check_names(cfg)
+    t, world = cfg["train"], train_world(cfg)
+    for k in cfg["mtp"]["K_values"]:
+        if k > t["max_response_length"]:
+            raise ConfigError(f"at 'mtp.K_values': K={k} exceeds train.max_response_length={t['max_response_length']}")
+    for v in trained_variants(cfg):
+        try:
+            spec = resolve_variant(cfg, v)
+        except VariantError as e:
+            raise ConfigError(f"at 'variants.{v}': {e}") from None
+        if spec["K"] > t["max_response_length"]:
+            raise ConfigError(f"at 'variants.{v}.K': K={spec['K']} exceeds train.max_response_length="
+                              f"{t['max_response_length']} (a block of K tokens must fit in the response)")
+        try:
+            batch_sizes(t, spec["group_size"], world)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (variant '{v}', group_size={spec['group_size']})") from None
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:

@@ -14,57 +14,53 @@ _VENV_PATH = "" if _USE_CONDA else f"export PATH='{Path(sys.executable).parent}'
 shell.prefix(f"set -euo pipefail; {_VENV_PATH}export PYTHONPATH='{Path(workflow.basedir) / 'src'}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 import yaml  # noqa: E402
+from mpo import rules as R  # noqa: E402
 from mpo.config import config_hash, load_config, validate_config  # noqa: E402
+from mpo.plan import check_plan  # noqa: E402
 
 # No `configfile:` directive on purpose: Snakemake would deep-merge --configfile into the default config and
 # e.g. the smoke config would inherit the default config's model. Without --configfile we load the default.
+# validate_config also checks every cross-key constraint (mpo.config.check_cross_keys): a bad config stops here,
+# before any job, naming the key.
 if not config:
     config.update(load_config("config/config.yaml"))
 else:
     validate_config(config, source="--configfile/--config")
+# Configs that train on GPUs with resources.gpu.gpu_mem_gb set: every training run's estimated per-GPU peak must fit
+# (mpo.plan; `python -m mpo.plan --config CONFIG` prints the whole plan).
+if config["device"] == "cuda" and (config["resources"].get("gpu") or {}).get("gpu_mem_gb"):
+    check_plan(config)
 
 RESULTS = f"results/{config['name']}"
 MODELS = list(config["models"])
 DATASETS = list(config["datasets"])
 FIRST_MODEL = MODELS[0]
 
-# The validated config with defaults, written once per change: every CLI reads this file.
+# The validated config with defaults: every CLI reads this file. Written when the workflow starts running jobs
+# (onstart: not on --dry-run, not inside remote jobs) and only when it changed.
 CONFIG_FILE = f"{RESULTS}/config.resolved.yaml"
-_resolved = yaml.safe_dump(dict(config), sort_keys=False)
-if not Path(CONFIG_FILE).is_file() or Path(CONFIG_FILE).read_text() != _resolved:
-    Path(CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
-    Path(CONFIG_FILE).write_text(_resolved)
 
-ENV_DIR = "envs/gpu" if config["device"] == "cuda" else "envs"
+
+onstart:
+    R.write_resolved_config(config, CONFIG_FILE)
 
 
 def env(group):
-    """Conda environment file of a rule group (GPU lock when the config runs on CUDA).
-
-    Snakemake resolves a relative `conda:` path against the file that holds the rule (workflow/rules/*.smk), so the
-    path climbs to the repository root; with `envs/...` it would look for workflow/rules/envs/ and every finished job
-    would fail while recording its metadata.
-    """
-    return f"../../{ENV_DIR}/{group}.yaml"
-
-
-def res(kind="default"):
-    """Resources of a rule group from config `resources` (`gpu` falls back to `default`)."""
-    r = config["resources"].get(kind) or config["resources"]["default"]
-    return r
+    """Conda environment file of a rule group (the CUDA build's when the config runs on CUDA), see mpo.rules."""
+    return R.env_file(config, group)
 
 
 def section_hash(*keys):
     """Hash of a config sub-tree: a rule param, so editing that part of the config reruns the rule."""
-    node = config
-    for k in keys:
-        node = node[k]
-    return config_hash(node)
+    return R.section_hash(config, *keys)
 
 
+# variant: zero_shot (evaluate only) or a variant that trains (aliases are read through their target's directory)
 wildcard_constraints:
     model="|".join(MODELS),
     dataset="|".join(DATASETS),
+    variant=R.variant_pattern(config),
+    K=r"[2-9]|[1-9][0-9]+",
 
 
 ALL_TARGETS = []

@@ -7,23 +7,14 @@ rule prepare_data:
         test=f"{RESULTS}/data/{{dataset}}/test.jsonl",
         stats=f"{RESULTS}/data/{{dataset}}/stats.json",
     params:
-        config=CONFIG_FILE,
-        outdir=lambda wc: f"{RESULTS}/data/{wc.dataset}",
-        cfg=lambda wc: section_hash("datasets", wc.dataset),
-        seed=config["seed"],
-    log:
-        f"{RESULTS}/logs/prepare_data/{{dataset}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/prepare_data/{{dataset}}.tsv"
-    threads: res()["threads"]
-    resources:
-        mem_mb=res()["mem_mb"],
-        runtime=res()["runtime"],
-    conda:
-        env("data")
-    shell:
-        "python -m mpo.data.prepare --config {params.config} --dataset {wildcards.dataset}"
-        " --outdir {params.outdir} --threads {threads} > {log} 2>&1"
+        args=R.data_args(CONFIG_FILE, RESULTS),
+        cfg=lambda wc: config_hash([config["datasets"][wc.dataset], config["seed"]]),
+    log: f"{RESULTS}/logs/prepare_data/{{dataset}}.log",
+    benchmark: f"{RESULTS}/benchmarks/rules/prepare_data/{{dataset}}.tsv"
+    threads: R.threads(config)
+    resources: **R.resources(config)
+    conda: env("data")
+    shell: "python -m mpo.data.prepare {params.args} --threads {threads} > {log} 2>&1"
 
 
 rule data:

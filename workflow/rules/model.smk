@@ -5,22 +5,14 @@ rule prepare_model:
     output:
         directory(f"{RESULTS}/models/{{model}}/base"),
     params:
-        config=CONFIG_FILE,
-        cfg=lambda wc: section_hash("models", wc.model),
-        seed=config["seed"],
-    log:
-        f"{RESULTS}/logs/prepare_model/{{model}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/prepare_model/{{model}}.tsv"
-    threads: res()["threads"]
-    resources:
-        mem_mb=res()["mem_mb"],
-        runtime=res()["runtime"],
-    conda:
-        env("data")
-    shell:
-        "python -m mpo.model_prep --config {params.config} --model {wildcards.model} --out {output} --threads {threads}"
-        " > {log} 2>&1"
+        args=R.model_args(CONFIG_FILE),
+        cfg=lambda wc: config_hash([config["models"][wc.model], config["seed"]]),
+    log: f"{RESULTS}/logs/prepare_model/{{model}}.log",
+    benchmark: f"{RESULTS}/benchmarks/rules/prepare_model/{{model}}.tsv"
+    threads: R.threads(config)
+    resources: **R.resources(config)
+    conda: env("data")
+    shell: "python -m mpo.model_prep {params.args} --threads {threads} > {log} 2>&1"
 
 
 rule models:

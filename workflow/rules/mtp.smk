@@ -3,42 +3,23 @@
 # Output: results/<name>/models/<model>/mtp_k<K>/ = mtp.safetensors + mtp_config.json + metrics.json + provenance;
 # rule train reads that directory. Trainer checkpoints live outside it (checkpoints/mtp_warmup/<model>/k<K>) so a
 # killed warm-up resumes from its last checkpoint when rerun (Snakemake clears outputs, not that directory).
-_MTP_RES = res("gpu") if config["device"] == "cuda" else res()
 MTP_K = [int(k) for k in config["mtp"]["K_values"]]
-WARMUP_DATASETS = list(config["warmup"]["datasets"])
 
 
 rule mtp_warmup:
     input:
-        base=f"{RESULTS}/models/{{model}}/base",
-        train=expand(f"{RESULTS}/data/{{dataset}}/train.jsonl", dataset=WARMUP_DATASETS),
-        stats=expand(f"{RESULTS}/data/{{dataset}}/stats.json", dataset=WARMUP_DATASETS),
+        **R.warmup_inputs(config, RESULTS),
     output:
         directory(f"{RESULTS}/models/{{model}}/mtp_k{{K}}"),
-    wildcard_constraints:
-        K=r"[2-9]|[1-9][0-9]+",
     params:
-        config=CONFIG_FILE,
-        data_root=lambda wc, input: os.path.dirname(os.path.dirname(input.train[0])),
-        ckpt=lambda wc: f"{RESULTS}/checkpoints/mtp_warmup/{wc.model}/k{wc.K}",
-        # what a warm-up depends on besides its input files (K_values only selects jobs, it is left out)
-        cfg=lambda wc: config_hash([{k: v for k, v in config["mtp"].items() if k != "K_values"}, config["warmup"],
-                                    config["models"][wc.model], config["seed"], config["device"], config["dtype"]]),
-    log:
-        f"{RESULTS}/logs/mtp_warmup/{{model}}_k{{K}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/mtp_warmup/{{model}}_k{{K}}.tsv"
-    threads: _MTP_RES["threads"]
-    resources:
-        mem_mb=_MTP_RES["mem_mb"],
-        runtime=_MTP_RES["runtime"],
-        gpu=min(1, _MTP_RES["gpus"]),
-    conda:
-        env("train")
-    shell:
-        "python -m mpo.warmup --config {params.config} --model {wildcards.model} --K {wildcards.K}"
-        " --backbone {input.base} --data-root {params.data_root} --out {output} --threads {threads}"
-        " --checkpoint-dir {params.ckpt} > {log} 2>&1"
+        args=R.warmup_args(CONFIG_FILE, RESULTS),
+        cfg=lambda wc: R.warmup_hash(config, wc.model),
+    log: f"{RESULTS}/logs/mtp_warmup/{{model}}_k{{K}}.log",
+    benchmark: f"{RESULTS}/benchmarks/rules/mtp_warmup/{{model}}_k{{K}}.tsv"
+    threads: R.threads(config, "gpu")
+    resources: **R.resources(config, "gpu", max_gpus=1)
+    conda: env("train")
+    shell: "python -m mpo.warmup {params.args} --threads {threads} > {log} 2>&1"
 
 
 rule mtp:
