@@ -11,7 +11,6 @@ min_version("9.0")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
-include: "workflow/rules/tables.smk"
 include: "workflow/rules/mtp.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"

@@ -300,7 +300,7 @@ class VLLMEngine(RolloutEngine):
         except ImportError as e:
             raise RolloutEngineError(
                 "rollout engine 'vllm' needs the vllm package, which only the GPU environment installs "
-                "(envs/gpu/train.yaml, requirements/gpu.lock.txt); on CPU use `train.engine: hf`"
+                "(workflow/envs/<cuda_build>/train.yaml, requirements/gpu-<cuda_build>.lock.txt, config key `cuda_build`); on CPU use `train.engine: hf`"
                 f" (import failed: {e})"
             ) from e
         if not torch.cuda.is_available():

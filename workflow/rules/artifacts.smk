@@ -29,6 +29,8 @@ for _a in _registry.ARTIFACTS:
             cfg=_ART_CFG,
         log:
             f"{RESULTS}/logs/artifacts/{_a.name}.log",
+        resources:
+            **R.resources(config),
         conda:
             env("report")
         shell:
