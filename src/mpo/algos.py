@@ -188,7 +188,7 @@ def group_advantages(
 
 
 def dynamic_sampling_keep(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """DAPO dynamic sampling filter: keep the groups whose rewards are not all equal.
+    """DAPO dynamic sampling filter: keep the groups whose values (DAPO: accuracies) are not all equal.
 
     ``rewards`` is [N] in consecutive groups of ``group_size``. Returns a bool tensor [N] (one value
     repeated over each group): True where the group has max > min, i.e. a non-zero GRPO advantage.
