@@ -148,6 +148,6 @@ def test_dapo_dynamic_sampling_drops_and_caps(env):
     for step in (1, 2, 3):
         batch, stats = t._rollout(step)
         assert stats["ds_filled"] == 0 and batch.size == 4
-        groups = batch.row["scores"].view(-1, 2)
-        # kept groups are informative (max > min; DAPO's shaped reward is the score here: responses are short)
+        groups = batch.row["correct"].view(-1, 2)
+        # kept groups are informative: their accuracies differ (DAPO filters on accuracy, not the shaped score)
         assert bool((groups.amax(1) > groups.amin(1)).all())

@@ -233,3 +233,19 @@ def test_aux_mtp_loss_is_invariant_to_micro_batching(smoke_model_dir, micro):
         want = sum(lam * float(-lp[..., k][valid[..., k]].mean()) for k, lam in zip((1, 2), model.lambdas))
     assert whole == pytest.approx(want, rel=1e-5)
     assert accumulated(micro) == pytest.approx(whole, rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ DAPO's filter
+def test_dynamic_sampling_filters_on_accuracy_not_the_shaped_score():
+    """verl's DAPO keeps a group when its accuracies differ: the overlong shaping alone (different lengths, same
+    correctness) does not make a group informative, and shaping cannot hide a correctness difference."""
+    from mpo.train.sampling import dynamic_sampling_split
+
+    def group(correct, penalty):
+        c = torch.tensor(correct)
+        return {"correct": c, "scores": c + torch.tensor(penalty)}
+
+    same_acc = group([1.0, 1.0], [0.0, -0.5])  # shaped scores differ, accuracy does not
+    diff_acc = group([0.0, 1.0], [0.0, -1.0])  # shaped scores equal (0, 0), accuracy differs
+    kept, dropped = dynamic_sampling_split([same_acc, diff_acc], 2)
+    assert kept == [diff_acc] and dropped == [same_acc]

@@ -18,51 +18,26 @@ Conventions (shapes use B = rows in the mini-batch, T = padded response length, 
 Layout, top to bottom: masked statistics -> advantages (GAE, group) -> reward shaping (DAPO) ->
 MPO block ratio -> GSPO sequence ratio -> losses (policy, value, KL) -> entropy -> registries.
 
-Registries (verl ``core_algos.py`` style): :data:`ADV_ESTIMATORS` (``register_adv_estimator``) maps a variant's
-``advantage`` to its estimator, :data:`LOG_RATIOS` / :data:`POLICY_LOSSES` (``register_log_ratio`` /
-``register_policy_loss``) map a ratio kind (token: PPO, GRPO, DAPO; block: MPO; sequence: GSPO) to its log ratio and
-clipped policy loss. The names are ``mpo.enums``'s.
+Registries (verl ``core_algos.py`` style, defined in ``mpo.algos_registry`` and re-exported here):
+:data:`ADV_ESTIMATORS` (``register_adv_estimator``) maps a variant's ``advantage`` to its estimator,
+:data:`LOG_RATIOS` / :data:`POLICY_LOSSES` (``register_log_ratio`` / ``register_policy_loss``) map a ratio kind
+(token: PPO, GRPO, DAPO; block: MPO; sequence: GSPO) to its log ratio and clipped policy loss. The names are
+``mpo.enums``'s.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-from mpo.enums import KL_KINDS, LOSS_AGGS, RATIO_FORMS, RATIO_KINDS  # the single definitions (re-exported here)
+from mpo.enums import KL_KINDS, LOSS_AGGS, RATIO_FORMS  # the single definitions (re-exported here)
 
 __all__ = [
-    "masked_sum",
-    "masked_mean",
-    "masked_var",
-    "masked_whiten",
-    "gae",
-    "group_advantages",
-    "dynamic_sampling_keep",
-    "overlong_penalty",
-    "mtp_weights",
-    "block_log_ratio",
-    "sequence_log_ratio",
-    "sequence_ratio_as_tokens",
-    "aggregate_loss",
-    "clipped_policy_loss",
-    "clipped_value_loss",
-    "kl_penalty",
-    "approx_kl",
-    "explained_variance",
-    "entropy_from_logits",
-    "RATIO_FORMS",
-    "LOSS_AGGS",
-    "KL_KINDS",
-    "ADV_ESTIMATORS",
-    "register_adv_estimator",
-    "get_adv_estimator",
-    "LOG_RATIOS",
-    "register_log_ratio",
-    "POLICY_LOSSES",
-    "register_policy_loss",
-    "get_policy_loss",
+    "masked_sum", "masked_mean", "masked_var", "masked_whiten", "gae", "group_advantages", "dynamic_sampling_keep",
+    "overlong_penalty", "mtp_weights", "block_log_ratio", "sequence_log_ratio", "sequence_ratio_as_tokens",
+    "aggregate_loss", "clipped_policy_loss", "clipped_value_loss", "kl_penalty", "approx_kl", "explained_variance",
+    "entropy_from_logits", "RATIO_FORMS", "LOSS_AGGS", "KL_KINDS", "ADV_ESTIMATORS", "register_adv_estimator",
+    "get_adv_estimator", "LOG_RATIOS", "register_log_ratio", "POLICY_LOSSES", "register_policy_loss",
+    "get_policy_loss", "token_log_ratio",
 ]
 
 
@@ -188,7 +163,7 @@ def group_advantages(
 
 
 def dynamic_sampling_keep(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """DAPO dynamic sampling filter: keep the groups whose rewards are not all equal.
+    """DAPO dynamic sampling filter: keep the groups whose values (DAPO: accuracies) are not all equal.
 
     ``rewards`` is [N] in consecutive groups of ``group_size``. Returns a bool tensor [N] (one value
     repeated over each group): True where the group has max > min, i.e. a non-zero GRPO advantage.
@@ -335,6 +310,13 @@ def block_log_ratio(
 # ---------------------------------------------------------------------------------------------------
 # GSPO: the sequence-level ratio (docs/method.md §6)
 # ---------------------------------------------------------------------------------------------------
+
+
+def token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+    """The backbone's per-token log r_t = logp - old_logp ([B, T, K] inputs, column 0), zero on padding
+    (PPO, GRPO, DAPO; ``LOG_RATIOS["token"]``)."""
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    return torch.where(_bool(mask), logp[..., 0] - old_logp[..., 0], zero)
 
 
 def sequence_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -545,93 +527,11 @@ __all__ += ["tempo_advantages"]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Registries (verl core_algos.py style)
+# Registries (verl core_algos.py style): defined in mpo.algos_registry, re-exported here, so that
+# ``algos.register_adv_estimator("name")`` decorates a function written below this line too.
 # ---------------------------------------------------------------------------------------------------
 
-ADV_ESTIMATORS: dict[str, Callable] = {}
-LOG_RATIOS: dict[str, Callable] = {}
-POLICY_LOSSES: dict[str, Callable] = {}
-
-
-def _registrar(table: dict, what: str):
-    def register(name: str):
-        def decorate(fn: Callable) -> Callable:
-            if name in table and table[name] is not fn:
-                raise ValueError(f"{what} {name!r} is already registered ({table[name].__name__})")
-            table[name] = fn
-            return fn
-
-        return decorate
-
-    return register
-
-
-def _lookup(table: dict, what: str, name: str) -> Callable:
-    if name not in table:
-        raise ValueError(f"unknown {what} {name!r}; registered: {sorted(table)}")
-    return table[name]
-
-
-register_adv_estimator = _registrar(ADV_ESTIMATORS, "advantage estimator")
-register_log_ratio = _registrar(LOG_RATIOS, "log ratio")
-register_policy_loss = _registrar(POLICY_LOSSES, "policy loss")
-
-
-def get_adv_estimator(name: str) -> Callable:
-    return _lookup(ADV_ESTIMATORS, "advantage estimator", name)
-
-
-def get_policy_loss(name: str) -> Callable:
-    return _lookup(POLICY_LOSSES, "policy loss", name)
-
-
-@register_adv_estimator("gae")
-def gae_advantage_return(*, token_rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float,
-                         lam: float, **_) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO / MPO: :func:`gae` over per-token rewards and the critic's values; (advantages, returns) [B, T]."""
-    return gae(token_rewards, values.float(), _bool(mask), gamma, lam)
-
-
-@register_adv_estimator("grpo")
-def grpo_outcome_advantage(*, scores: torch.Tensor, mask: torch.Tensor, group_size: int, **_) -> tuple[torch.Tensor, None]:
-    """GRPO, DAPO, GSPO: :func:`group_advantages` of the outcome scores [B], broadcast over each row's tokens
-    (zero on padding); no returns."""
-    adv = group_advantages(scores.float(), int(group_size))
-    return torch.where(_bool(mask), adv[:, None].expand(mask.shape), torch.zeros((), device=adv.device)), None
-
-
-@register_log_ratio("token")
-def token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
-    """The backbone's per-token log r_t = logp - old_logp ([B, T, K] inputs, column 0), zero on padding."""
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    return torch.where(_bool(mask), logp[..., 0] - old_logp[..., 0], zero)
-
-
-@register_log_ratio("block")
-def _block_log_ratio(logp, old_logp, mask, *, weights: torch.Tensor, form: str = "weighted_log_sum", **_):
-    """MPO: :func:`block_log_ratio` over the K predictors."""
-    return block_log_ratio(logp, old_logp, _bool(mask), weights.to(logp.device), form=form)
-
-
-@register_log_ratio("sequence")
-def _sequence_log_ratio(logp, old_logp, mask, **_):
-    """GSPO: the row's mean token log ratio, broadcast to its tokens."""
-    m = _bool(mask)
-    return sequence_ratio_as_tokens(sequence_log_ratio(logp[..., 0], old_logp[..., 0], m), m)
-
-
-def _clipped_loss_with(kind: str) -> Callable:
-    def policy_loss(logp, old_logp, mask, advantages, *, eps_low: float, eps_high: float, agg: str,
-                    weights: torch.Tensor | None = None, form: str = "weighted_log_sum"):
-        log_ratio = LOG_RATIOS[kind](logp, old_logp, mask, weights=weights, form=form)
-        loss, metrics = clipped_policy_loss(log_ratio, advantages, mask, eps_low, eps_high, agg=agg)
-        return loss, metrics, log_ratio
-
-    policy_loss.__name__ = f"{kind}_clipped_policy_loss"
-    policy_loss.__doc__ = (f"The clipped surrogate (:func:`clipped_policy_loss`) with the {kind} log ratio "
-                           f"(``LOG_RATIOS['{kind}']``); logp, old_logp [B, T, K]. Returns (loss, metrics, log ratio).")
-    return policy_loss
-
-
-for _kind in RATIO_KINDS:
-    register_policy_loss(_kind)(_clipped_loss_with(_kind))
+from mpo.algos_registry import (  # noqa: E402 - after the formulas the registered adapters call
+    ADV_ESTIMATORS, LOG_RATIOS, POLICY_LOSSES, get_adv_estimator, get_policy_loss, register_adv_estimator,
+    register_log_ratio, register_policy_loss,
+)

@@ -3,7 +3,7 @@
 :func:`sample_groups` generates with the rollout engine (``mpo.rollout``; seeded per step, round and process, so a
 resumed run samples the same) and grades (``rewards.py``). :func:`collect_batch` draws prompts from the stream until
 the step's batch is full: one round, or with DAPO's dynamic sampling, rounds until every process holds enough
-informative groups (or ``dynamic_sampling_max_retries`` extra rounds were spent; then dropped groups fill it).
+groups whose accuracies differ (or ``dynamic_sampling_max_retries`` extra rounds were spent; then dropped groups fill it).
 """
 
 from __future__ import annotations
@@ -66,9 +66,13 @@ class Sampler:
 
 
 def dynamic_sampling_split(groups: list[dict], group_size: int) -> tuple[list[dict], list[dict]]:
-    """DAPO's filter: (groups whose scores are not all equal, the rest)."""
-    rewards = torch.cat([g["scores"] for g in groups])
-    keep = algos.dynamic_sampling_keep(rewards, group_size).view(-1, group_size)[:, 0].tolist()
+    """DAPO's filter: (groups whose accuracies are not all equal, the rest).
+
+    Like verl's DAPO (``filter_groups.metric: acc``) it reads the un-shaped correctness, not the score after the
+    overlong shaping: responses of different lengths but the same correctness are no informative group.
+    """
+    accuracy = torch.cat([g["correct"] for g in groups])
+    keep = algos.dynamic_sampling_keep(accuracy, group_size).view(-1, group_size)[:, 0].tolist()
     return [g for g, k in zip(groups, keep) if k], [g for g, k in zip(groups, keep) if not k]
 
 

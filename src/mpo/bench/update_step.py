@@ -1,38 +1,8 @@
-"""Benchmarks: what MPO costs over PPO, and how fast the pipeline is (issue: paper Tables 2, 3 and 7).
-
-    python -m mpo.bench update-step --config CONFIG --json OUT [--repeats N] [--model NAME] [--base DIR] ...
-    python -m mpo.bench rollout     --config CONFIG --json OUT
-    python -m mpo.bench warmup-step --config CONFIG --json OUT [--K 5]
-    python -m mpo.bench pipeline    --results results/<name> --out-md F --out-csv F
-
-**update-step** times one full training update of the real trainer (``mpo.train.trainer.Trainer``): the no-grad
-scoring pass (old log-probs of all K predictors, reference log-probs, critic values, advantages) plus
-``train.ppo_epochs`` passes of mini-batch forward + backward + optimizer steps (MTP terms where used), for PPO,
-GRPO, MPO K = 2, 3, 5, on one identical batch (same prompts, same response tokens and lengths; the batch's hash is
-recorded per method). Each method runs in its own subprocess, so the peak memory (peak RSS on CPU, CUDA max
-allocated on GPU) is its own. ``bench.warmup_iters`` untimed updates, then ``bench.repeats`` timed ones; with
-``bench.interleave`` (default) PPO's process stays up and every other method's timed updates alternate with PPO's,
-so each ratio to PPO compares updates made side by side in time (machine speed drifts; measured here: the same PPO
-update took 10.5 s and 13.7 s twenty minutes apart). The JSON
-has the median, min, max, IQR and every time, the ratios to PPO, and the peak memory; also the process CPU seconds
-(``cpu_median_s``, ``cpu_ratio_to_ppo``) and the load average, because on a shared machine other jobs inflate wall
-time (run with ``--threads 1`` there: CPU time then measures the work, without idle OpenMP threads spinning). Every
-method gets the same rows (``bench.responses``, else the train batch counted in responses, also under
-``batch_unit: prompts``), grouped by GRPO's group size. MPO uses the warmed-up MTP modules when
-``<mtp-root>/mtp_k<K>`` exists, otherwise freshly initialised ones (timing does not depend on their training; the
-JSON says which). ``mpo_k5_shared_head`` (``bench.shared_head``, default on): MPO K = 5 with freshly initialised
-modules that share the backbone's LM head (``mtp.share_head``) instead of carrying K-1 copies.
-
-**rollout**: generated tokens/s of the HF engine on the train prompts (and of vLLM where it is installed and CUDA is
-present; otherwise an explicit ``unavailable`` entry). **warmup-step**: seconds per MTP warm-up step (the warm-up's
-loss, ``MTPModel.mtp_ce_loss``, forward + backward + AdamW on the modules, frozen backbone). **pipeline**: a per-rule
-table of the Snakemake ``benchmark:`` files of a results folder, with totals.
-"""
+"""**update-step**: one full training update of the real trainer per method, on one identical batch (see
+``mpo.bench``), each method in its own process; PPO's updates interleaved with every other method's."""
 
 from __future__ import annotations
 
-import argparse
-import csv
 import hashlib
 import json
 import os
@@ -44,55 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from mpo.bench.common import bench_paths, check_inputs, current_rss_mb, device_total_mem_mb, spread
+
 METHODS = {"ppo": "ppo", "grpo": "grpo", "mpo_k2": "mpo_k2", "mpo_k3": "mpo_k3", "mpo_k5": "mpo_k5"}
 # beyond the paper: MPO K=5 with the modules sharing the backbone's LM head (``mtp.share_head``, DeepSeek-V3 style)
 SHARED_HEAD = {"mpo_k5_shared_head": "mpo_k5"}
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def _paths(cfg: dict, args) -> dict:
-    from mpo.config import results_dir
-
-    root = results_dir(cfg)
-    model = args.model or next(iter(cfg["models"]))
-    if model not in cfg["models"]:
-        raise SystemExit(f"--model {model!r} is not in the config's `models` ({', '.join(cfg['models'])})")
-    dataset = args.dataset or ("gsm8k" if "gsm8k" in cfg["datasets"] else next(iter(cfg["datasets"])))
-    return {"model": model, "dataset": dataset,
-            "base": Path(args.base or root / "models" / model / "base"),
-            "mtp_root": Path(args.mtp_root or root / "models" / model),
-            "data_root": Path(args.data_root or root / "data")}
-
-
-def _check_inputs(p: dict) -> None:
-    if not (p["base"] / "config.json").is_file():
-        raise SystemExit(f"no prepared model at {p['base']}: build it first "
-                         f"(snakemake --cores all {p['base']} --configfile CONFIG)")
-    train = p["data_root"] / p["dataset"] / "train.jsonl"
-    if not train.is_file():
-        raise SystemExit(f"no train split at {train}: build it first (snakemake --cores all {train} --configfile CONFIG)")
-
-
-def spread(times: list[float]) -> dict:
-    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "iqr_s": q[2] - q[0],
-            "times_s": times}
-
-
-def device_total_mem_mb(device) -> float:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory / 2**20
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def common_train_sizes(cfg: dict) -> dict:
@@ -133,7 +59,7 @@ def fixed_batch(records: list[dict], n: int, group: int, response_len: int, voca
     return batch, digest
 
 
-# ------------------------------------------------------------------------------------------------ update step
+
 class _UpdateRunner:
     """One method's trainer and the fixed batch, in its own process: :meth:`iteration` times one full update."""
 
@@ -146,7 +72,7 @@ class _UpdateRunner:
         self.cfg = cfg = load_config(args.config)
         self.b = cfg["bench"]
         set_threads(args.threads or self.b["threads"] or os.cpu_count() or 1)
-        self.p = _paths(cfg, args)
+        self.p = bench_paths(cfg, args)
         self.common = common_train_sizes(cfg)
         cfg["train"] = self.common["train"]  # same rows, same mini batches for every method
         self.spec = resolve_variant(cfg, args.variant)
@@ -333,8 +259,8 @@ def update_step(args) -> dict:
     from mpo.runinfo import library_versions
 
     cfg = load_config(args.config)
-    p = _paths(cfg, args)
-    _check_inputs(p)
+    p = bench_paths(cfg, args)
+    check_inputs(p)
     b = cfg["bench"]
     repeats = args.repeats or b["repeats"]
     interleave = bool(b["interleave"])
@@ -440,204 +366,3 @@ def print_update_table(res: dict) -> None:
               f"{e['cpu_median_s']:>8.3f} {e.get('cpu_ratio_to_ppo') or float('nan'):>6.2f} "
               f"{e['peak_mem_mb']:>9.0f} {e.get('peak_mem_ratio_to_ppo', float('nan')):>6.2f} "
               f"{e['update_peak_delta_mb']:>9.0f}")
-
-
-# ------------------------------------------------------------------------------------------------ rollout
-def _setup(args) -> tuple[dict, dict, str, object]:
-    """Shared start of the `rollout` and `warmup-step` commands: config, torch threads, checked input paths,
-    device and the prepared model's tokenizer (pad = eos where it has none)."""
-    from transformers import AutoTokenizer
-
-    from mpo.config import load_config
-    from mpo.utils import resolve_device, set_threads
-
-    cfg = load_config(args.config)
-    set_threads(args.threads or cfg["bench"]["threads"] or os.cpu_count() or 1)
-    p = _paths(cfg, args)
-    _check_inputs(p)
-    tok = AutoTokenizer.from_pretrained(p["base"])
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return cfg, p, resolve_device(cfg["device"]), tok
-
-
-def rollout(args) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from mpo.rollout import make_engine
-    from mpo.train.batch import load_train_records, prepare_prompts
-    from mpo.utils import resolve_dtype
-
-    cfg, p, device, tok = _setup(args)
-    t = cfg["train"]
-    dtype = resolve_dtype(cfg["dtype"], device)
-    recs, _ = prepare_prompts(load_train_records(p["data_root"], p["dataset"]), tok,
-                              cfg["models"][p["model"]]["family"], t["max_prompt_length"])
-    n = cfg["bench"]["responses"] or t["batch_size"]
-    prompts = [r["prompt_ids"] for r in recs[:n]]
-    out = {"model": p["model"], "prompts": len(prompts), "max_new_tokens": t["max_response_length"],
-           "temperature": 1.0, "device": device}
-    model = AutoModelForCausalLM.from_pretrained(p["base"], dtype=dtype).to(device).eval()
-    eng = make_engine("hf", model, tok, device=torch.device(device), dtype=dtype,
-                      batch_size=t["generation_batch_size"])
-    eng.generate(prompts[:1], n=1, max_new_tokens=4, temperature=1.0, top_p=1.0, seed=0)  # warm-up
-    tok0, sec0 = eng.tokens_generated, eng.generate_seconds
-    eng.generate(prompts, n=1, max_new_tokens=t["max_response_length"], temperature=1.0, top_p=1.0, seed=cfg["seed"])
-    toks, secs = eng.tokens_generated - tok0, eng.generate_seconds - sec0
-    out["hf"] = {"tokens": toks, "seconds": secs, "tokens_per_s": toks / secs if secs > 0 else None}
-    del eng, model
-    try:
-        import vllm  # noqa: F401
-        have_vllm = True
-    except ImportError:
-        have_vllm = False
-    if not (have_vllm and device == "cuda"):
-        out["vllm"] = {"status": "unavailable",
-                       "reason": "vllm is not installed" if not have_vllm else "no CUDA device"}
-    else:
-        eng = make_engine("vllm", None, tok, device=torch.device(device), dtype=dtype, model_dir=str(p["base"]),
-                          seed=cfg["seed"], gpu_memory_utilization=0.5,
-                          max_model_len=t["max_prompt_length"] + t["max_response_length"])
-        eng.generate(prompts[:1], n=1, max_new_tokens=4, temperature=1.0, top_p=1.0, seed=0)
-        tok0, sec0 = eng.tokens_generated, eng.generate_seconds
-        eng.generate(prompts, n=1, max_new_tokens=t["max_response_length"], temperature=1.0, top_p=1.0,
-                     seed=cfg["seed"])
-        toks, secs = eng.tokens_generated - tok0, eng.generate_seconds - sec0
-        out["vllm"] = {"tokens": toks, "seconds": secs, "tokens_per_s": toks / secs if secs > 0 else None}
-        eng.close()
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ warm-up step
-def warmup_step(args) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from mpo.mtp import MTPModel
-    from mpo.warmup import PadCollator, load_warmup_records, render_example
-
-    cfg, p, device, tok = _setup(args)
-    w = cfg["warmup"]
-    recs = load_warmup_records(p["data_root"], [d for d in w["datasets"] if d in cfg["datasets"]])
-    examples = [e for e in (render_example(tok, r, w["max_length"], w["loss_on"]) for r in recs[:4 * w["batch_size"]])
-                if e is not None][: w["batch_size"]]
-    batch = {k: v.to(device) for k, v in PadCollator(tok.pad_token_id)(examples).items()}
-    bb = AutoModelForCausalLM.from_pretrained(p["base"], dtype=torch.float32)
-    mm = MTPModel.from_backbone(bb, args.K).to(device)
-    mm.backbone.requires_grad_(False)
-    opt = torch.optim.AdamW([q for q in mm.mtp.parameters() if q.requires_grad], lr=w["lr"])
-    times = []
-    for it in range(cfg["bench"]["warmup_iters"] + (args.repeats or cfg["bench"]["repeats"])):
-        t0 = time.perf_counter()
-        loss = mm.mtp_ce_loss(batch["input_ids"], batch.get("attention_mask"), loss_mask=batch.get("loss_mask"))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if it >= cfg["bench"]["warmup_iters"]:
-            times.append(time.perf_counter() - t0)
-    return {"model": p["model"], "K": args.K, "batch_size": len(examples),
-            "tokens": int(batch["attention_mask"].sum()), "device": device, **spread(times)}
-
-
-# ------------------------------------------------------------------------------------------------ pipeline
-def pipeline_table(results: Path) -> list[dict]:
-    """One row per Snakemake benchmark file under results/benchmarks/rules/<rule>/<wildcards...>.tsv."""
-    root = Path(results) / "benchmarks" / "rules"
-    rows = []
-    for f in sorted(root.rglob("*.tsv")):
-        with open(f) as fh:
-            recs = list(csv.DictReader(fh, delimiter="\t"))
-        if not recs:
-            continue
-        r = recs[-1]
-        rel = f.relative_to(root).with_suffix("")
-        rows.append({"rule": rel.parts[0], "job": "/".join(rel.parts[1:]), "s": float(r["s"]),
-                     "cpu_time": float(r.get("cpu_time") or "nan"), "max_rss_mb": float(r.get("max_rss") or "nan")})
-    return rows
-
-
-def write_pipeline(rows: list[dict], out_md: Path, out_csv: Path, results: Path) -> None:
-    by_rule: dict[str, list[dict]] = {}
-    for r in rows:
-        by_rule.setdefault(r["rule"], []).append(r)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="") as fh:
-        wr = csv.DictWriter(fh, fieldnames=["rule", "job", "s", "cpu_time", "max_rss_mb"])
-        wr.writeheader()
-        wr.writerows(rows)
-    total = sum(r["s"] for r in rows)
-    lines = [f"**Pipeline wall time per rule** — `{results}` (Snakemake `benchmark:` files; job seconds, "
-             "summed: jobs that ran in parallel overlap)", "",
-             "| Rule | Jobs | Total s | Mean s | Max s | Max RSS (MB) |", "|---|---:|---:|---:|---:|---:|"]
-    for rule, rs in sorted(by_rule.items(), key=lambda kv: -sum(r["s"] for r in kv[1])):
-        s = [r["s"] for r in rs]
-        lines.append(f"| {rule} | {len(rs)} | {sum(s):.1f} | {sum(s) / len(s):.1f} | {max(s):.1f} | "
-                     f"{max(r['max_rss_mb'] for r in rs):.0f} |")
-    lines.append(f"| **all** | {len(rows)} | {total:.1f} | | | |")
-    out_md.write_text("\n".join(lines) + "\n")
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mpo.bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("update-step", "rollout", "warmup-step", "_one"):
-        s = sub.add_parser(name)
-        s.add_argument("--config", required=True)
-        s.add_argument("--json", required=name != "_one", help="output JSON")
-        s.add_argument("--model", default=None, help="a model of the config (default: the first)")
-        s.add_argument("--dataset", default=None, help="prompts from this dataset's train split (default: gsm8k)")
-        s.add_argument("--base", default=None, help="prepared model dir (default results/<name>/models/<model>/base)")
-        s.add_argument("--mtp-root", default=None, help="folder holding mtp_k<K>/ (default results/<name>/models/<model>)")
-        s.add_argument("--data-root", default=None, help="default results/<name>/data")
-        s.add_argument("--repeats", type=int, default=None, help="timed iterations (default: bench.repeats)")
-        s.add_argument("--threads", type=int, default=None, help="torch threads (default: bench.threads or all cores)")
-        if name == "_one":
-            s.add_argument("--variant", required=True)
-            s.add_argument("--share-head", action="store_true", help="fresh modules sharing the backbone's LM head")
-            s.add_argument("--serve", type=int, default=None, metavar="FD",
-                           help="internal: stay up and run updates on command (see _serve), answering on FD")
-        if name == "warmup-step":
-            s.add_argument("--K", type=int, default=5)
-    s = sub.add_parser("pipeline")
-    s.add_argument("--results", required=True)
-    s.add_argument("--out-md", required=True)
-    s.add_argument("--out-csv", required=True)
-    args = ap.parse_args(argv)
-
-    from mpo.utils import write_json
-
-    if args.cmd == "pipeline":
-        rows = pipeline_table(Path(args.results))
-        write_pipeline(rows, Path(args.out_md), Path(args.out_csv), Path(args.results))
-        print(Path(args.out_md).read_text())
-        return 0
-    if args.cmd == "_one":
-        if args.serve is not None:
-            _serve(args)
-        elif not args.json:
-            ap.error("_one: --json is required without --serve")
-        else:
-            write_json(args.json, _one_update_step(args))
-        return 0
-    if args.cmd == "update-step":
-        res = update_step(args)
-        write_json(args.json, res)
-        print_update_table(res)
-    elif args.cmd == "rollout":
-        res = rollout(args)
-        write_json(args.json, res)
-        print(json.dumps({k: res[k] for k in ("hf", "vllm")}, indent=1))
-    else:
-        res = warmup_step(args)
-        write_json(args.json, res)
-        print(f"MTP warm-up step (K={res['K']}, batch {res['batch_size']}): median {res['median_s']:.3f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
