@@ -24,7 +24,7 @@ from torch import nn
 from mpo.mtp.logprobs import checkpoint_wanted, chunked_token_logprobs, const_head_logprobs
 from mpo.mtp.modules import MTPModule, shifted
 
-MTP_GRAD_MODES = ("hidden", "detach", "joint")
+from mpo.enums import MTP_GRAD_MODES  # noqa: E402,F401 - the one source of the regime names
 _DROP_LAYER_KWARGS = ("past_key_values", "past_key_value", "use_cache", "cache_position", "output_attentions")
 
 # one entry per module k = 1 .. K-1: (logp [M_k], rank [M_k] | None, top1 [M_k] | None) on its valid flat rows

@@ -70,15 +70,15 @@ class Critic(nn.Module):
         # MTP value heads. Uses MTPModel's backbone pass (h0 before the final norm + the decoder-layer kwargs) and
         # runs the module chain itself, since the states (not log-probs) are needed here.
         m = self.mtp
-        h0, h_last, layer_kwargs = m._backbone_states(input_ids, attention_mask, position_ids)
+        h0, h_last, layer_kwargs = m.backbone_states(input_ids, attention_mask, position_ids)
         emb = m.backbone.model.embed_tokens(input_ids)
         am = attention_mask.bool()
         values, avail = [self._head(0, h_last)], [torch.ones_like(am)]
         h_prev = h0
         for k, module in enumerate(m.mtp, start=1):
-            h_k = module(h_prev, m._shifted(emb, k), layer_kwargs)
+            h_k = module(h_prev, m.shifted(emb, k), layer_kwargs)
             values.append(self._head(k, module.head.norm(h_k)))
-            avail.append(m._shifted(am, k, fill=False))
+            avail.append(m.shifted(am, k, fill=False))
             h_prev = h_k
         return value_mixture(torch.stack(values, -1), torch.stack(avail, -1), self.alpha)
 

@@ -49,7 +49,7 @@ def score_batch(batch: Batch, actor, *, ref=None, critic=None, K: int, micro: in
             top1[idx, :t] = mb.response_view(out.top1)
             rank[idx, :t] = mb.response_view(out.rank)
             if ref is not None:
-                r = ref.realized_logprobs(ids, am, logprob_mask=lpm, temperature=temperature)
+                r = ref.realized_token_logprobs(ids, am, logprob_mask=lpm, temperature=temperature)
                 ref_lp[idx, :t] = mb.response_view(r)[..., 0].float()
             if critic is not None:
                 values[idx, :t] = mb.response_view(critic(ids, am)).float()

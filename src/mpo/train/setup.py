@@ -27,26 +27,14 @@ class Sizes:
 
 
 def compute_sizes(tcfg: dict, spec: dict, world: int) -> Sizes:
-    G = spec["group_size"]
-    if tcfg["batch_unit"] == "responses":
-        responses, mini = tcfg["batch_size"], tcfg["mini_batch_size"]
-        if responses % G:
-            raise TrainSetupError(f"train.batch_size={responses} responses is not a multiple of group_size={G}")
-        prompts = responses // G
-    else:
-        prompts, responses, mini = tcfg["batch_size"], tcfg["batch_size"] * G, tcfg["mini_batch_size"] * G
-    if prompts % world:
-        raise TrainSetupError(f"{prompts} prompts per step do not split over {world} processes")
-    if responses % mini:
-        raise TrainSetupError(f"train.mini_batch_size ({mini} responses) does not divide the batch ({responses})")
-    if mini % world:
-        raise TrainSetupError(f"mini batch of {mini} responses does not split over {world} processes")
-    mini_local, micro = mini // world, tcfg["micro_batch_size"]
-    if mini_local % micro:
-        raise TrainSetupError(f"train.micro_batch_size={micro} does not divide the per-process mini batch {mini_local}")
-    return Sizes(prompts=prompts, responses=responses, prompts_local=prompts // world,
-                 responses_local=responses // world, mini_local=mini_local, micro=micro, accum=mini_local // micro,
-                 n_mini=responses // mini, logprob_micro=tcfg["logprob_micro_batch_size"] or micro)
+    """The step's split over ``world`` processes (:func:`mpo.config.batch_sizes`, which config loading also checks)."""
+    from mpo.config import ConfigError, batch_sizes
+
+    try:
+        sizes = batch_sizes(tcfg, spec["group_size"], world)
+    except ConfigError as e:
+        raise TrainSetupError(str(e)) from None
+    return Sizes(**sizes, logprob_micro=tcfg["logprob_micro_batch_size"] or sizes["micro"])
 
 
 def make_accelerator(cfg: dict, spec: dict):

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Mapping
 
 from mpo.config import config_hash
+from mpo.train import variants
 from mpo.train.variants import canonical_variant, mtp_dir_for, resolve_variant, trained_variants
 
 
@@ -28,7 +29,8 @@ def variant_pattern(config: dict) -> str:
 
 
 def run_dir(results: str, model: str, dataset: str, variant: str, config: dict) -> str:
-    return f"{results}/runs/{model}/{dataset}/{canonical_variant(config, variant)}"
+    """:func:`mpo.train.variants.run_dir` as the string Snakemake paths want."""
+    return str(variants.run_dir(results, model, dataset, variant, config))
 
 
 def inputs(config: dict, results: str):
