@@ -600,6 +600,14 @@ def grpo_outcome_advantage(*, scores: torch.Tensor, mask: torch.Tensor, group_si
     return torch.where(_bool(mask), adv[:, None].expand(mask.shape), torch.zeros((), device=adv.device)), None
 
 
+@register_adv_estimator("tempo")
+def tempo_outcome_advantage(*, scores: torch.Tensor, mask: torch.Tensor, group_size: int, token_ids: torch.Tensor,
+                            scale: bool = True, **_) -> tuple[torch.Tensor, None]:
+    """TEMPO: :func:`tempo_advantages` of the outcome scores [B] over the groups' prefix trees of the response
+    ``token_ids`` [B, T] (per token, zero on padding); no returns."""
+    return tempo_advantages(token_ids, _bool(mask), scores.float(), int(group_size), scale=scale), None
+
+
 @register_log_ratio("token")
 def token_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
     """The backbone's per-token log r_t = logp - old_logp ([B, T, K] inputs, column 0), zero on padding."""
