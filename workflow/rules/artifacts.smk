@@ -264,6 +264,14 @@ rule efficiency:
         rules.table3.output,
 
 
+# Beyond the paper: GRPO vs TEMPO vs MoT-G GRPO (with PPO and MPO K=5) -- the runs and evaluations of the `beyond`
+# experiment (no figure of its own yet; the runs' metrics.jsonl and evaluation summaries are the comparison).
+rule beyond:
+    input:
+        _art.inputs(config, RESULTS, "beyond", "runs"),
+        _art.inputs(config, RESULTS, "beyond", "evals"),
+
+
 rule artifacts:
     input:
         rules.table1.output,
@@ -282,3 +290,4 @@ rule artifacts:
 
 
 ALL_TARGETS += rules.artifacts.input
+ALL_TARGETS += rules.beyond.input

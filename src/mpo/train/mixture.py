@@ -55,11 +55,17 @@ def end_marker_ids(tokenizer, marker: str | None, switch: str) -> tuple[int, ...
     return tuple(int(i) for i in ids)
 
 
-def mot_setup(cfg: dict, tokenizer, variant: str) -> MoTSetup:
-    """Check the settings a mixture rollout needs and resolve the ``mot`` section (errors name the key)."""
+def mot_setup(cfg: dict, tokenizer, variant: str, world: int = 1) -> MoTSetup:
+    """Check the settings a mixture rollout needs and resolve the ``mot`` section (errors name the key).
+
+    One process only: the log-probs on the mixture inputs call the unwrapped backbone, outside a DDP / FSDP
+    wrapper's forward (whose gradient synchronisation would then not run)."""
     from mpo.mot import ACTION_LOGPS, MoTConfig
 
     t = cfg["train"]
+    if world > 1:
+        raise TrainSetupError(f"variant '{variant}' (method mot_grpo) trains on one process only (got {world}): its "
+                              "log-probs bypass the distributed wrapper; launch it with one device")
     if t["engine"] != "hf":
         raise TrainSetupError(f"variant '{variant}' (method mot_grpo) samples mixture-of-token rollouts, which only "
                               f"the hf engine implements: set train.engine: hf (got {t['engine']!r})")
