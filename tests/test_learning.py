@@ -145,12 +145,12 @@ def test_zero_weight_module_is_inert(toy):
 
 def test_mot_topk_support_cannot_reach_the_target(toy):
     """MoT-G with the default top-k support (k = 2) never emits a token outside the two most likely ones. On the toy
-    task the untrained model ranks the target 'a' 6th of 8 at the first response position (p = 0.11; top two:
-    <unk> 0.18, d 0.14) and 'a' is in the top-2 support at 0 of the 256 positions of the first rollout (sampled
-    support: 24%): every reward is 0, every group's advantages are 0 and the policy loss is exactly 0 -- GRPO has
-    nothing to learn from (only the KL term moves the policy: Adam turns its float-noise gradient at step 1, norm
-    1e-7, into lr-sized steps, and the KL loss then pulls back, kl_loss 0.015 / 0.004 / 0.023 at steps 2-4). A rollout that leaked tokens from outside the
-    support, or a trainer that moved without a reward signal, fails this."""
+    task the untrained model ranks the target 'a' 7th of 8 at the first response position (p = 0.11; top two:
+    <unk> 0.18, d 0.14), and 32 mixture rollouts of it (256 positions) hold 'a' in the top-2 support at 0 positions
+    (with the sampled support: 24%). So every reward is 0, every group's advantages are 0 and the policy loss is
+    exactly 0: GRPO has nothing to learn from. Only the KL term moves the policy (Adam turns its float-noise
+    gradient at step 1, norm 1e-7, into lr-sized steps; kl_loss 0.015 / 0.004 / 0.023 at steps 2-4). A rollout
+    that leaked tokens from outside the support fails this."""
     rows, _ = run(toy, "mot_grpo", name="mot_grpo_topk", train_cfg={"steps": 4})
     assert [r["accuracy"] for r in rows] == [0.0] * 4
     assert [r["policy_loss"] for r in rows] == [0.0] * 4  # zero advantages: no policy gradient at all

@@ -117,7 +117,8 @@ class Trainer:
                                          seed=self.seed + self.rank, device=self.device, dtype=self.dtype)
         self.temperature = float(spec["temperature"])
         self.lp_temperature = self.temperature if self.temperature > 0 else 1.0
-        self.mot = mixture.mot_setup(self.cfg, self.tokenizer, self.variant, self.world) if spec["rollout"] == "mot" else None
+        self.mot = mixture.mot_setup(self.cfg, self.tokenizer, self.variant, self.world) \
+            if spec["rollout"] == "mot" else None
         self.sampler = Sampler(self.engine, self.tokenizer, self.reward_fn, self.records, spec, t, self.seed,
                                self.rank, self.temperature, acc.autocast, self.mot.decode if self.mot else None)
 

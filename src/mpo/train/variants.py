@@ -158,7 +158,8 @@ def resolve_variant(cfg: dict, name: str) -> dict:
     if group and method in ("ppo",):
         raise VariantError(f"variant '{name}': ppo uses GAE advantages (use method grpo for group advantages)")
     if not group and method in GROUP_METHODS:
-        raise VariantError(f"variant '{name}': {method} uses group advantages (advantage: {'|'.join(GROUP_ADVANTAGES)})")
+        raise VariantError(f"variant '{name}': {method} uses group advantages "
+                           f"(advantage: {'|'.join(GROUP_ADVANTAGES)})")
     spec["critic"] = spec["advantage"] == "gae"
     if spec["value_heads"] and not spec["critic"]:
         raise VariantError(f"variant '{name}': value_heads needs a critic (advantage: gae)")
