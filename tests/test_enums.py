@@ -47,3 +47,11 @@ def test_registries_and_variants_use_the_enums():
     for d in variants.METHOD_DEFAULTS.values():
         assert d["ratio"] in enums.RATIO_KINDS and d["advantage"] in algos.ADV_ESTIMATORS
         assert d["loss_agg"] in enums.LOSS_AGGS
+
+
+def test_mot_settings_equal_the_source_of_truth():
+    from mpo import mot
+
+    assert mot.SUPPORTS is enums.MOT_SUPPORTS and mot.WEIGHTINGS is enums.MOT_WEIGHTINGS
+    assert mot.COMBINES is enums.MOT_COMBINES and mot.SWITCH_RULES is enums.MOT_SWITCH_RULES
+    assert tuple(mot.ACTION_LOGPS) == enums.MOT_ACTION_LOGPS

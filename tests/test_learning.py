@@ -81,10 +81,11 @@ def toy(tmp_path_factory):
     return {"root": root, "cfg": cfg}
 
 
-def run(toy, variant, name=None, train_cfg=None, variant_cfg=None):
-    """Train `variant` (optionally overriding train keys / defining the variant); returns (metrics rows, out)."""
+def run(toy, variant, name=None, train_cfg=None, variant_cfg=None, mot_cfg=None):
+    """Train `variant` (optionally overriding train / mot keys, defining the variant); returns (metrics rows, out)."""
     cfg = json.loads(json.dumps(toy["cfg"]))
     cfg["train"].update(train_cfg or {})
+    cfg["mot"].update(mot_cfg or {})
     if variant_cfg is not None:
         cfg["variants"][variant] = variant_cfg
     spec = cfg["variants"][variant]
@@ -96,11 +97,13 @@ def run(toy, variant, name=None, train_cfg=None, variant_cfg=None):
 
 
 # the smoke config's variants (mpo_k2 / mpo_k3: K = 2 / 3, gamma 0.7, share 0.2); DAPO with its overlong shaping
-@pytest.mark.parametrize("variant", ["ppo", "grpo", "dapo", "gspo", "mpo_k2", "mpo_k3"])
+@pytest.mark.parametrize("variant", ["ppo", "grpo", "dapo", "gspo", "mpo_k2", "mpo_k3", "tempo", "mot_grpo"])
 def test_reward_rises(toy, variant):
     """Each method learns the toy task: the toy reward (logged as 'accuracy': DAPO's 'reward' also holds its
-    overlong penalty) climbs from ~0.2 to above 0.6 (a correct trainer reaches ~0.95 by step 12)."""
-    rows, _ = run(toy, variant)
+    overlong penalty) climbs from ~0.2 to above 0.6 (a correct trainer reaches ~0.95 by step 12). MoT-G GRPO
+    explores with a sampled support (``mot.support: sample``, k = 2): its default top-k support cannot reach the
+    target word here (``test_mot_topk_support_cannot_reach_the_target``)."""
+    rows, _ = run(toy, variant, mot_cfg={"support": "sample"} if variant == "mot_grpo" else None)
     acc = [r["accuracy"] for r in rows]
     first, last = sum(acc[:3]) / 3, sum(acc[-3:]) / 3
     assert first < 0.35, (variant, acc)  # the untrained model says "a" about 1 word in 5
@@ -138,3 +141,17 @@ def test_zero_weight_module_is_inert(toy):
     # and module 1's weight does act: the update is not PPO's
     wp = load_file(str(out_ppo / "policy" / "model.safetensors"))
     assert not all(torch.equal(wp[k], w2[k]) for k in wp)
+
+
+def test_mot_topk_support_cannot_reach_the_target(toy):
+    """MoT-G with the default top-k support (k = 2) never emits a token outside the two most likely ones. On the toy
+    task the untrained model ranks the target 'a' 7th of 8 at the first response position (p = 0.11; top two:
+    <unk> 0.18, d 0.14), and 32 mixture rollouts of it (256 positions) hold 'a' in the top-2 support at 0 positions
+    (with the sampled support: 24%). So every reward is 0, every group's advantages are 0 and the policy loss is
+    exactly 0: GRPO has nothing to learn from. Only the KL term moves the policy (Adam turns its float-noise
+    gradient at step 1, norm 1e-7, into lr-sized steps; kl_loss 0.015 / 0.004 / 0.023 at steps 2-4). A rollout
+    that leaked tokens from outside the support fails this."""
+    rows, _ = run(toy, "mot_grpo", name="mot_grpo_topk", train_cfg={"steps": 4})
+    assert [r["accuracy"] for r in rows] == [0.0] * 4
+    assert [r["policy_loss"] for r in rows] == [0.0] * 4  # zero advantages: no policy gradient at all
+    assert all(r["mixture_frac"] == 1.0 for r in rows)  # the toy vocabulary has no end-of-reasoning marker

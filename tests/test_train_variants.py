@@ -120,3 +120,20 @@ def test_shipped_configs_resolve(name):
         compute_sizes(c["train"], spec, 1)
     for acc in ("ddp", "fsdp", "deepspeed_zero2"):
         assert (REPO / "config" / "accelerate" / f"{acc}.yaml").is_file()
+
+
+def test_beyond_methods_resolve(cfg):
+    tempo, mot = resolve_variant(cfg, "tempo"), resolve_variant(cfg, "mot_grpo")
+    grpo = resolve_variant(cfg, "grpo")
+    for spec in (tempo, mot):  # GRPO's loss, aggregation, KL term and groups; no critic, no MTP modules
+        for key in ("ratio", "clip_low", "clip_high", "loss_agg", "kl_loss_coef", "group_size", "critic", "K"):
+            assert spec[key] == grpo[key], key
+    assert tempo["advantage"] == "tempo" and tempo["rollout"] == "sample"
+    assert mot["advantage"] == "grpo" and mot["rollout"] == "mot" and grpo["rollout"] == "sample"
+    c = copy.deepcopy(cfg)
+    c["variants"]["bad"] = {"method": "tempo", "advantage": "gae"}
+    with pytest.raises(VariantError, match="group advantages"):
+        resolve_variant(c, "bad")
+    c["variants"]["bad"] = {"method": "tempo", "group_size": 1}
+    with pytest.raises(VariantError, match="group_size >= 2"):
+        resolve_variant(c, "bad")

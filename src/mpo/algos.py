@@ -478,58 +478,13 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------
-# TEMPO: tree-estimated prefix values (docs/method.md §8)
-# ---------------------------------------------------------------------------------------------------
-
-
-def tempo_advantages(
-    token_ids: torch.Tensor,
-    mask: torch.Tensor,
-    rewards: torch.Tensor,
-    group_size: int,
-    *,
-    scale: bool = True,
-    eps: float = 1e-6,
-) -> torch.Tensor:
-    """TEMPO token advantages: GRPO's group-relative term plus the prefix tree's TD correction.
-
-    The G responses of a group form a prefix tree; V(s) is the mean reward of the responses whose first
-    tokens are s (Prefix-to-Tree). With u_{i,t} the prefix of response i up to and including token t:
-        A_{i,t} = ( r_i - mean_G r + V(u_{i,t}) - V(u_{i,t-1}) ) / ( std_G r + eps ),   V(u_{i,-1}) = mean_G r
-    std is the unbiased group std; ``scale=False`` drops the division. Response j shares u_{i,t} when
-    its tokens 0..t are counted (mask) and equal to i's. Once i is alone in its branch both values are
-    r_i and the TD term is 0 (plain GRPO there). ``token_ids``, ``mask``: [B, T] with the G rows of a
-    group contiguous (as in ``group_advantages``); ``rewards``: [B]. ``group_size == 1`` gives 0.
-    Cost O(B G T): a [G, G, T] shared-prefix table per group. Returns [B, T], zero where mask is 0.
-    """
-    B, T = token_ids.shape
-    if group_size < 1 or B % group_size != 0 or rewards.shape != (B,) or mask.shape != (B, T):
-        raise ValueError(f"tempo_advantages: token_ids {tuple(token_ids.shape)}, mask {tuple(mask.shape)}, rewards "
-                         f"{tuple(rewards.shape)} are not [B, T], [B, T], [B] with B a multiple of {group_size}")
-    m = _bool(mask)
-    r = rewards.reshape(-1, group_size)  # [n, G]
-    if group_size == 1:
-        return torch.zeros(token_ids.shape, dtype=rewards.dtype, device=rewards.device)
-    tok, mk = token_ids.reshape(-1, group_size, 1, T), m.reshape(-1, group_size, 1, T)
-    same = (tok == tok.transpose(1, 2)) & mk & mk.transpose(1, 2)  # [n, G, G, T]: token t of i and j equal
-    shared = torch.cummin(same.to(torch.uint8), dim=-1).values.to(r.dtype)  # j shares i's prefix through t
-    v_incl = torch.einsum("nijt,nj->nit", shared, r) / shared.sum(2).clamp(min=1)  # V(u_{i,t})
-    mean = r.mean(1, keepdim=True)
-    v_excl = torch.cat([mean[..., None].expand(-1, group_size, 1), v_incl[..., :-1]], dim=-1)  # V(u_{i,t-1})
-    adv = r[..., None] - mean[..., None] + v_incl - v_excl
-    if scale:
-        adv = adv / (r.std(1, keepdim=True)[..., None] + eps)
-    adv = adv.reshape(B, T)
-    return torch.where(m, adv, torch.zeros((), dtype=adv.dtype, device=adv.device))
-
-
-__all__ += ["tempo_advantages"]
-
-
-# ---------------------------------------------------------------------------------------------------
 # Registries (verl core_algos.py style): defined in mpo.algos_registry, re-exported here, so that
 # ``algos.register_adv_estimator("name")`` decorates a function written below this line too.
 # ---------------------------------------------------------------------------------------------------
+
+from mpo.tempo import tempo_advantages  # noqa: E402 - TEMPO (docs/method.md §8), re-exported
+
+__all__ += ["tempo_advantages"]
 
 from mpo.algos_registry import (  # noqa: E402 - after the formulas the registered adapters call
     ADV_ESTIMATORS, LOG_RATIOS, POLICY_LOSSES, get_adv_estimator, get_policy_loss, register_adv_estimator,

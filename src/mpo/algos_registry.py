@@ -77,6 +77,14 @@ def grpo_outcome_advantage(*, scores: torch.Tensor, mask: torch.Tensor, group_si
     return torch.where(algos._bool(mask), adv[:, None].expand(mask.shape), torch.zeros((), device=adv.device)), None
 
 
+@register_adv_estimator("tempo")
+def tempo_outcome_advantage(*, scores: torch.Tensor, mask: torch.Tensor, group_size: int, token_ids: torch.Tensor,
+                            scale: bool = True, **_) -> tuple[torch.Tensor, None]:
+    """TEMPO: :func:`mpo.algos.tempo_advantages` of the outcome scores [B] over the groups' prefix trees of the
+    response ``token_ids`` [B, T] (per token, zero on padding); no returns (docs/method.md §8)."""
+    return algos.tempo_advantages(token_ids, algos._bool(mask), scores.float(), int(group_size), scale=scale), None
+
+
 register_log_ratio("token")(algos.token_log_ratio)
 
 

@@ -40,6 +40,8 @@ from typing import Callable, Iterable
 
 import torch
 
+from mpo.enums import MOT_COMBINES, MOT_SUPPORTS, MOT_SWITCH_RULES, MOT_WEIGHTINGS
+
 __all__ = [
     "MoTConfig",
     "MixtureRollout",
@@ -53,13 +55,12 @@ __all__ = [
     "mot_decode",
     "stack_rollouts",
     "mixture_inputs_embeds",
+    "mixture_logits",
     "mixture_logprobs",
+    "logprobs_from_logits",
 ]
 
-SUPPORTS = ("topk", "sample")
-WEIGHTINGS = ("prob", "nucleus", "dirichlet")
-COMBINES = ("sum", "max")
-SWITCH_RULES = ("argmax", "sampled")
+SUPPORTS, WEIGHTINGS, COMBINES, SWITCH_RULES = MOT_SUPPORTS, MOT_WEIGHTINGS, MOT_COMBINES, MOT_SWITCH_RULES
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,20 @@ def mixture_inputs_embeds(model, input_ids: torch.Tensor, prompt_len: int, mix_i
     return torch.cat([e[:, :P], resp, e[:, P + T :]], dim=1)
 
 
+def mixture_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
+                   mix_ids: torch.Tensor, mix_weights: torch.Tensor, is_mixture: torch.Tensor,
+                   combine: str = "sum") -> torch.Tensor:
+    """Float32 logits [N, T, V] of the response positions (row t predicts response token t), given exactly the
+    inputs the rollout fed (arguments as :func:`mixture_logprobs`). Differentiable in the model's parameters."""
+    P, T = int(prompt_len), mix_ids.shape[1]
+    if input_ids.shape[1] != P + T:
+        raise ValueError(f"mixture_logits: input_ids has {input_ids.shape[1]} columns, expected P + T = {P} + {T}")
+    embeds = mixture_inputs_embeds(model, input_ids, P, mix_ids, mix_weights, is_mixture, combine)
+    am = attention_mask.long()
+    return model(inputs_embeds=embeds, attention_mask=am, position_ids=_positions(am),
+                 logits_to_keep=T + 1).logits[:, :T].float()
+
+
 def mixture_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,
                      mix_ids: torch.Tensor, mix_weights: torch.Tensor, is_mixture: torch.Tensor, *,
                      temperature: float = 1.0, combine: str = "sum", form: str = "sampled") -> torch.Tensor:
@@ -305,15 +320,18 @@ def mixture_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     divided by it (use 1 for a greedy rollout). ``form``: a key of ``ACTION_LOGPS``. Zero where
     ``attention_mask[:, P:]`` is 0. Differentiable in the model's parameters; the caller micro-batches.
     """
-    P, T = int(prompt_len), mix_ids.shape[1]
-    if input_ids.shape[1] != P + T:
-        raise ValueError(f"mixture_logprobs: input_ids has {input_ids.shape[1]} columns, expected P + T = {P} + {T}")
-    embeds = mixture_inputs_embeds(model, input_ids, P, mix_ids, mix_weights, is_mixture, combine)
-    am = attention_mask.long()
-    logits = model(inputs_embeds=embeds, attention_mask=am, position_ids=_positions(am),
-                   logits_to_keep=T + 1).logits[:, :T]
-    logp = torch.log_softmax(logits.float() / float(temperature), dim=-1)
+    logits = mixture_logits(model, input_ids, attention_mask, prompt_len, mix_ids, mix_weights, is_mixture, combine)
+    return logprobs_from_logits(logits, input_ids, attention_mask, prompt_len, mix_ids, mix_weights, is_mixture,
+                                temperature=temperature, form=form)
+
+
+def logprobs_from_logits(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         prompt_len: int, mix_ids: torch.Tensor, mix_weights: torch.Tensor, is_mixture: torch.Tensor,
+                         *, temperature: float = 1.0, form: str = "sampled") -> torch.Tensor:
+    """The action log-probs [N, T] of :func:`mixture_logprobs` from :func:`mixture_logits`' logits [N, T, V]."""
+    P = int(prompt_len)
+    logp = torch.log_softmax(logits / float(temperature), dim=-1)
     tok_lp = logp.gather(-1, input_ids[:, P:, None])[..., 0]
     sup_lp = logp.gather(-1, mix_ids)
     out = action_logprobs(form, tok_lp, sup_lp, mix_weights.to(sup_lp.dtype), is_mixture)
-    return torch.where(am[:, P:] != 0, out, torch.zeros_like(out))
+    return torch.where(attention_mask[:, P:] != 0, out, torch.zeros_like(out))

@@ -47,3 +47,4 @@ for _group in _registry.groups():
 
 
 ALL_TARGETS += rules.artifacts.input
+ALL_TARGETS += rules.beyond.input

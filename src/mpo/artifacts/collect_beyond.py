@@ -66,7 +66,7 @@ def _over_seeds(runs: list[pd.DataFrame], metric: str) -> list[tuple[int, stats.
 def beyond_curves_data(cfg: dict, results) -> pd.DataFrame:
     from mpo.artifacts.tables_beyond import METHODS, beyond_variants
 
-    e = experiment(cfg, "main")
+    e = experiment(cfg, "beyond")
     variants = beyond_variants(cfg)
     rows = []
     for m in e.models:

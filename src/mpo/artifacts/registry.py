@@ -94,9 +94,9 @@ ARTIFACTS: list[Artifact] = [
     _fig("fig7", (Need("runs", "mtp_noise"), Need("warmups", "mtp_noise")), _PAPER_F, "MTP noise"),
     _fig("curves", (Need("runs", "curves"),), _BEYOND, "Training curves"),
     _fig("regimes", (Need("runs", "regimes"), Need("evals", "regimes")), _BEYOND, "MTP gradient regimes"),
-    _table("beyond", (Need("evals", "main", variants=BEYOND_VARIANTS),), "Beyond token-level PPO", ["beyond"],
+    _table("beyond", (Need("evals", "beyond", variants=BEYOND_VARIANTS),), "Beyond token-level PPO", ["beyond"],
            category=_BEYOND, rule="beyond_table"),
-    _fig("beyond_curves", (Need("runs", "main", variants=BEYOND_VARIANTS),), _BEYOND, "Beyond token-level PPO",
+    _fig("beyond_curves", (Need("runs", "beyond", variants=BEYOND_VARIANTS),), _BEYOND, "Beyond token-level PPO",
          ["beyond"]),
 ]
 

@@ -85,7 +85,7 @@ def _other_paper_rows() -> list[dict]:
 
 
 def beyond(cfg: dict, results) -> Table:
-    e = experiment(cfg, "main")
+    e = experiment(cfg, "beyond")
     variants = beyond_variants(cfg)
     for label, v in variants.items():
         if v is not None:
@@ -94,7 +94,7 @@ def beyond(cfg: dict, results) -> Table:
     absent = [dict(METHODS)[label] for label, v in variants.items() if v is None]
     notes = [
         "Token-level credit beyond PPO: GRPO, TEMPO (tree-estimated prefix values, docs/method.md §8), MoT-G (mixture"
-        " of tokens, §9), PPO and MPO trained on the `main` experiment's models and datasets, pass@1 on its test sets.",
+        " of tokens, §9), PPO and MPO trained on the `beyond` experiment's models and datasets, pass@1 on its test sets.",
         INTERVAL_NOTE.replace("MPO − PPO", "− PPO"),
         f"`{DASH}`: the paper's text states no number for this cell. The TEMPO and MoT-G rows are other models and"
         " benchmarks (their own papers' settings, src/mpo/reported_beyond.yaml), not comparable with ours.",

@@ -1,4 +1,5 @@
-"""RL training of PPO, GRPO, DAPO, GSPO and MPO through one loop (docs/method.md §1, §3-§7).
+"""RL training of PPO, GRPO, DAPO, GSPO and MPO through one loop (docs/method.md §1, §3-§7), and of TEMPO (§8) and
+GRPO on MoT-G rollouts (§9) beyond the paper.
 
 Modules (one place per idea):
 
@@ -11,6 +12,7 @@ Modules (one place per idea):
 * ``setup``     -- sizes, accelerator, models, optimizers, rollout engine
 * ``sampling``  -- rollouts: sampled groups, DAPO dynamic sampling
 * ``scoring``   -- old / reference log-probs, entropy, values (no grad)
+* ``mixture``   -- MoT-G GRPO: the ``mot`` section, log-probs on the recorded mixture inputs
 * ``update``    -- epochs of mini-batches of accumulated micro-batches, optimizer steps
 * ``loss``      -- ``compose_loss``: the micro-batch loss from its terms, shares and coefficients
 * ``metrics``   -- the metrics row and the run summary

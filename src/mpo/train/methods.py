@@ -1,4 +1,4 @@
-"""What differs between PPO, GRPO, DAPO, GSPO and MPO: advantages, the ratio, and the policy loss.
+"""What differs between PPO, GRPO, DAPO, GSPO, MPO, TEMPO and MoT-G GRPO: advantages, the ratio, and the policy loss.
 
 Everything else (rollouts, rewards, batching, optimisation, logging) is shared by the trainer. The formulas are
 ``mpo.algos``'s; this module looks them up in its registries by the resolved variant spec
@@ -35,8 +35,12 @@ def token_rewards(scores: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | N
 
 
 def advantages(spec: dict, train_cfg: dict, *, scores: torch.Tensor, mask: torch.Tensor,
-               values: torch.Tensor | None, kl: torch.Tensor | None, whiten=None) -> dict[str, torch.Tensor]:
+               values: torch.Tensor | None, kl: torch.Tensor | None, whiten=None,
+               token_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Advantages [N, T] with the variant's estimator (and, with a critic, its returns and the token rewards).
+
+    ``token_ids``: the response tokens [N, T] (TEMPO's prefix trees, docs/method.md §8; the rows of a group
+    contiguous, as ``sampling.collect_batch`` lays them out).
 
     Critic methods (GAE): per-token rewards (outcome on the last token, minus the reward KL), whitened advantages
     when ``train.whiten_advantages``. ``whiten``: callable (x, mask) -> whitened x (the trainer passes a version
@@ -47,7 +51,7 @@ def advantages(spec: dict, train_cfg: dict, *, scores: torch.Tensor, mask: torch
     rewards = token_rewards(scores, mask, kl, float(spec["kl_coef"])) if spec["critic"] else None
     adv, ret = estimator(scores=scores, token_rewards=rewards, values=values, mask=m,
                          gamma=float(train_cfg["gamma_rl"]), lam=float(train_cfg["lambda_gae"]),
-                         group_size=int(spec["group_size"]))
+                         group_size=int(spec["group_size"]), token_ids=token_ids)
     if not spec["critic"]:
         return {"advantages": adv}
     if train_cfg["whiten_advantages"]:

@@ -1,5 +1,8 @@
 """Rollouts: sample G responses per prompt, grade them, and (DAPO) shape and filter the groups.
 
+MoT-G GRPO (``Sampler.mot`` set, ``mixture.py``) samples with ``engine.generate_mixture`` instead; the recorded
+mixture inputs travel with their groups into ``batch.resp`` (``mpo.mot.stack_rollouts``).
+
 :func:`sample_groups` generates with the rollout engine (``mpo.rollout``; seeded per step, round and process, so a
 resumed run samples the same) and grades (``rewards.py``). :func:`collect_batch` draws prompts from the stream until
 the step's batch is full: one round, or with DAPO's dynamic sampling, rounds until every process holds enough
@@ -36,16 +39,21 @@ class Sampler:
     rank: int
     temperature: float
     autocast: object  # () -> context manager (the accelerator's autocast)
+    mot: object = None  # mpo.mot.MoTConfig: mixture-of-token rollouts (method mot_grpo); None: ordinary sampling
 
     def sample_groups(self, local: list[int], step: int, round_: int) -> list[dict]:
         """G graded responses for each of the prompts ``local`` (indices into records)."""
         t, G = self.tcfg, self.spec["group_size"]
         recs = [self.records[i] for i in local]
+        kw = dict(n=G, max_new_tokens=t["max_response_length"], temperature=self.temperature, top_p=t["top_p"],
+                  seed=sub_seed(self.seed, step, round_, self.rank))
+        mixtures = None
         with self.autocast():
-            responses = self.engine.generate(
-                [r["prompt_ids"] for r in recs], n=G, max_new_tokens=t["max_response_length"],
-                temperature=self.temperature, top_p=t["top_p"], seed=sub_seed(self.seed, step, round_, self.rank),
-            )
+            if self.mot is None:
+                responses = self.engine.generate([r["prompt_ids"] for r in recs], **kw)
+            else:
+                mixtures = self.engine.generate_mixture([r["prompt_ids"] for r in recs], mot=self.mot, **kw)
+                responses = [[m.tokens for m in group] for group in mixtures]
         texts = [[self.tokenizer.decode(x, skip_special_tokens=True) for x in group] for group in responses]
         flat_texts = [x for g in texts for x in g]
         flat_recs = [r for r in recs for _ in range(G)]
@@ -62,6 +70,8 @@ class Sampler:
             groups.append({"prompt_ids": rec["prompt_ids"], "responses": responses[i], "scores": scores[sl],
                            "correct": torch.tensor(correct[sl], dtype=torch.float32), "lengths": lengths[sl],
                            "truncated": torch.tensor([float(not (x and x[-1] in eos)) for x in responses[i]])})
+            if mixtures is not None:
+                groups[-1]["mixture"] = mixtures[i]
         return groups
 
 
@@ -105,6 +115,10 @@ def collect_batch(sampler: Sampler, stream, progress, dist, sizes, step: int, ma
     batch = collate(prompts, responses, sampler.tokenizer.pad_token_id)
     batch.row["scores"] = torch.cat([g["scores"] for g in kept])
     batch.row["correct"] = torch.cat([g["correct"] for g in kept])
+    if "mixture" in kept[0]:
+        from mpo.mot import stack_rollouts
+
+        batch.resp.update(stack_rollouts([m for g in kept for m in g["mixture"]], batch.response_len))
     cat = lambda key: torch.cat([g[key] for g in first])  # noqa: E731
     stats = {"reward": cat("scores"), "accuracy": cat("correct"), "length": cat("lengths"),
              "truncated": cat("truncated"), "ds_rounds": rounds, "ds_dropped": len(dropped) if dynamic else 0,

@@ -1,13 +1,15 @@
-"""The RL training loop shared by PPO, GRPO, DAPO, GSPO and MPO (one loop, so the comparison is fair).
+"""The RL training loop shared by PPO, GRPO, DAPO, GSPO, MPO, TEMPO and MoT-G GRPO (one loop, so the comparison is
+fair).
 
 One iteration (:meth:`Trainer._step`) reads top to bottom:
 
 1. **rollout** (``sampling.py``): draw prompts (seeded stream), sample G responses each, grade them; DAPO: overlong
-   shaping + dynamic sampling.
+   shaping + dynamic sampling; MoT-G GRPO: mixture-of-token rollouts (``mixture.py``).
 2. **score** (``scoring.py``, no grad, one pass): the policy's log-probs of the realised tokens for all K
    predictors (``MTPModel`` with K = 1 for every method but MPO, so the code path is shared), entropy, per-predictor
    top-1 / rank; reference log-probs (only with a KL coefficient); critic values (PPO, MPO).
-3. **advantages** (``methods.advantages``): GAE with the critic, or group-normalised scores.
+3. **advantages** (``methods.advantages``): GAE with the critic, or group-normalised scores (TEMPO: per token, with
+   the prefix tree's TD term on the response tokens).
 4. **update** (``update.py``): ``ppo_epochs`` passes of shuffled mini-batches of accumulated micro-batches, each
    micro-batch's loss assembled by ``loss.compose_loss``.
 5. **log** (``metrics.py``): one JSON line per step in ``metrics.jsonl`` (docs/method.md §7).
@@ -34,7 +36,7 @@ import torch
 from mpo import algos
 from mpo.config import config_hash
 from mpo.integrity import RunLock, nonfinite_parameters
-from mpo.train import checkpoint, methods, metrics, setup
+from mpo.train import checkpoint, methods, metrics, mixture, setup
 from mpo.train.batch import Batch, PromptStream, load_train_records, prepare_prompts
 from mpo.train.checkpoint import CKPT_PREFIX, COMPLETE_MARKER, Progress, latest_checkpoint  # noqa: F401 - public
 from mpo.train.dist import Dist
@@ -116,8 +118,10 @@ class Trainer:
                                          seed=self.seed + self.rank, device=self.device, dtype=self.dtype)
         self.temperature = float(spec["temperature"])
         self.lp_temperature = self.temperature if self.temperature > 0 else 1.0
+        self.mot = mixture.mot_setup(self.cfg, self.tokenizer, self.variant, self.world) \
+            if spec["rollout"] == "mot" else None
         self.sampler = Sampler(self.engine, self.tokenizer, self.reward_fn, self.records, spec, t, self.seed,
-                               self.rank, self.temperature, acc.autocast)
+                               self.rank, self.temperature, acc.autocast, self.mot.decode if self.mot else None)
 
     def check_finite(self, value: torch.Tensor, what: str, step: int) -> None:
         """Raise :class:`TrainingDivergedError` (naming the last verified checkpoint) unless ``value`` is finite."""
@@ -150,7 +154,8 @@ class Trainer:
         unwrap = self.acc.unwrap_model
         sc = score_batch(batch, unwrap(self.actor), ref=self.ref,
                          critic=unwrap(self.critic) if self.critic is not None else None, K=self.spec["K"],
-                         micro=self.sizes.logprob_micro, temperature=self.lp_temperature, autocast=self.acc.autocast)
+                         micro=self.sizes.logprob_micro, temperature=self.lp_temperature, autocast=self.acc.autocast,
+                         mot=self.mot)
         real = batch.resp["mask"].bool()
         self.check_finite(sc.old_logp[..., 0][real], "log-probs of the sampled tokens", self.progress.step + 1)
         if sc.ref_logp is not None:
@@ -166,8 +171,10 @@ class Trainer:
         """Advantages (and the critic's returns) into ``batch.resp``; the reward-KL per token (or None)."""
         kl = algos.kl_penalty(sc.old_logp[..., 0], sc.ref_logp, self.tcfg["kl_estimator"]) \
             if sc.ref_logp is not None else None
+        P, T = batch.prompt_len, batch.response_len
         adv = methods.advantages(self.spec, self.tcfg, scores=batch.row["scores"].to(self.device),
-                                 mask=batch.resp["mask"], values=sc.values, kl=kl, whiten=self.dist.whiten)
+                                 mask=batch.resp["mask"], values=sc.values, kl=kl, whiten=self.dist.whiten,
+                                 token_ids=batch.seq["input_ids"][:, P : P + T])
         batch.resp["adv"] = adv["advantages"]
         if sc.values is not None:
             batch.resp["returns"] = adv["returns"]
@@ -211,6 +218,8 @@ class Trainer:
         row.update(metrics.predictor_metrics(sc, mask, self.spec["K"], self.dist))
         if self.spec["dynamic_sampling"]:
             row.update(metrics.dynamic_sampling_metrics(ro, self.dist))
+        if self.mot is not None:
+            row.update(mixture.metrics(batch, self.dist))
         row.update({"rollout_tokens_per_s": gen_tok / gen_sec if gen_sec > 0 else 0.0,
                     "time_rollout": t1 - t0, "time_old_logprob": t2 - t1, "time_update": t3 - t2,
                     "time_step": t3 - t0, "peak_mem_mb": self.dist.max(metrics.peak_memory_mb(self.device))})
@@ -293,6 +302,7 @@ class Trainer:
             "parameters": self.acc.unwrap_model(self.actor).num_parameters(), **metrics.summarize(rows),
             "wall_seconds_this_process": wall,
             "rollout_tokens_per_s": self.engine.tokens_per_second if self.engine else None,
+            **({"mot": self.mot.summary()} if self.mot is not None else {}),
         }
 
     def close(self) -> None:

@@ -1,14 +1,15 @@
 """The update phase: ``ppo_epochs`` passes of shuffled mini-batches; each mini-batch is ``accum`` micro-batches of
 forward + backward (losses scaled by their shares, ``loss.py``, so the aggregation is exact over the whole
 mini-batch and across processes), then gradient clipping (backbone, MTP modules and critic separately), a
-finiteness check and one optimizer step per model."""
+finiteness check and one optimizer step per model. MoT-G GRPO (``tr.mot``): the actor's log-probs are the
+backbone's on the recorded mixture inputs (``mixture.py``)."""
 
 from __future__ import annotations
 
 import torch
 
 from mpo import algos
-from mpo.train import methods
+from mpo.train import methods, mixture
 from mpo.train.loss import aux_lambdas, compose_loss, loss_shares, module_token_counts
 from mpo.train.metrics import UpdateLog, update_metrics
 from mpo.train.sampling import sub_seed
@@ -85,9 +86,13 @@ def microbatch_backward(tr, micro, shares: tuple[float, float], step: int,
     models = [tr.actor] + ([tr.critic] if tr.critic is not None else [])
     with acc.accumulate(*models):
         with acc.autocast():
-            out = tr.actor(ids, am, logprob_mask=micro.logprob_mask(), mtp_grad=spec["mtp_grad"] or "hidden",
-                           mtp_ce=tr.want_aux, lambdas=lambdas, temperature=tr.lp_temperature)
-            logp = micro.response_view(out.logprobs)
+            if tr.mot is None:
+                out = tr.actor(ids, am, logprob_mask=micro.logprob_mask(), mtp_grad=spec["mtp_grad"] or "hidden",
+                               mtp_ce=tr.want_aux, lambdas=lambdas, temperature=tr.lp_temperature)
+                logp = micro.response_view(out.logprobs)
+            else:  # MoT-G: the backbone on the recorded mixture inputs (mixture.py)
+                out = None
+                logp = mixture.actor_logprobs(acc.unwrap_model(tr.actor).backbone, micro, tr.mot, tr.lp_temperature)
             pg, kl, pm, policy_lr, token_lr = methods.policy_loss(
                 spec, logp=logp, old_logp=micro.resp["old_logp"], mask=m, advantages=micro.resp["adv"],
                 weights=tr.ratio_weights, ref_logp=micro.resp.get("ref_logp"))
@@ -115,7 +120,7 @@ def log_microbatch(micro, extra: dict, ratio_kind: str, log: UpdateLog, first: b
     """Token-weighted policy / value metrics of one micro-batch, its log ratios and per-module CE."""
     m = micro.resp["mask"]
     n_tokens = float(m.sum())
-    if extra["out"].mtp_ce_per_module is not None:  # token-weighted means over the update
+    if extra["out"] is not None and extra["out"].mtp_ce_per_module is not None:  # token-weighted means over the update
         for k, (ce, n) in enumerate(zip(extra["out"].mtp_ce_per_module.tolist(), extra["module_tokens"]), start=1):
             log.add(f"mtp_ce/k{k}", ce, n)
     if extra["vm"] is not None:

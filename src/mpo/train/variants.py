@@ -9,15 +9,20 @@ Resolution order (later wins): the method's defaults (:data:`METHOD_DEFAULTS`) <
 
 What differs between methods (docs/method.md §1, §3, §6) -- and nothing else does:
 
-======  ==========  ==========  =======  ================  ==================  ===========  ==============
-method  advantage   ratio       critic   clip low / high   loss aggregation    KL           extras
-======  ==========  ==========  =======  ================  ==================  ===========  ==============
-ppo     gae         token       yes      0.2 / 0.2         token-mean          reward (0)   --
-mpo     gae|grpo    block       gae      0.2 / 0.2         token-mean          reward (0)   MTP modules
-grpo    grpo        token       no       0.2 / 0.2         seq-mean-token-mean loss k3 1e-3 group sampling
-dapo    grpo        token       no       0.2 / 0.28        token-mean          none         dynamic sampling, overlong
-gspo    grpo        sequence    no       3e-4 / 4e-4       seq-mean-token-mean none         sequence ratio
-======  ==========  ==========  =======  ================  ==================  ===========  ==============
+========  ==========  ==========  =======  ================  ==================  ===========  ==============
+method    advantage   ratio       critic   clip low / high   loss aggregation    KL           extras
+========  ==========  ==========  =======  ================  ==================  ===========  ==============
+ppo       gae         token       yes      0.2 / 0.2         token-mean          reward (0)   --
+mpo       gae|grpo    block       gae      0.2 / 0.2         token-mean          reward (0)   MTP modules
+grpo      grpo        token       no       0.2 / 0.2         seq-mean-token-mean loss k3 1e-3 group sampling
+dapo      grpo        token       no       0.2 / 0.28        token-mean          none         dynamic sampling, overlong
+gspo      grpo        sequence    no       3e-4 / 4e-4       seq-mean-token-mean none         sequence ratio
+tempo     tempo       token       no       0.2 / 0.2         seq-mean-token-mean loss k3 1e-3 prefix-tree TD
+mot_grpo  grpo        token       no       0.2 / 0.2         seq-mean-token-mean loss k3 1e-3 mixture rollout
+========  ==========  ==========  =======  ================  ==================  ===========  ==============
+
+Beyond the paper: ``tempo`` is GRPO with TEMPO's per-token advantages (docs/method.md §8); ``mot_grpo`` is GRPO on
+mixture-of-token rollouts (MoT-G, §9; the config's ``mot`` section; ``spec["rollout"] == "mot"``, hf engine only).
 
 Batch sizes count *sampled responses* (``train.batch_unit: responses``, the default): every method samples and
 updates on the same number of responses per step (compute-matched), a group method with group size G drawing
@@ -30,7 +35,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from mpo.enums import ADV_ESTIMATOR_NAMES, LOSS_AGGS, METHODS, MTP_GRAD_MODES, RATIO_FORMS
+from mpo.enums import ADV_ESTIMATOR_NAMES, GROUP_ADVANTAGES, LOSS_AGGS, METHODS, MTP_GRAD_MODES, RATIO_FORMS
 
 __all__ = ["METHODS", "METHOD_DEFAULTS", "VARIANT_KEYS", "VariantError", "canonical_variant", "mtp_dir_for",
            "resolve_variant", "run_dir", "trained_variants", "variants_of"]
@@ -48,7 +53,13 @@ METHOD_DEFAULTS: dict[str, dict] = {
                  kl_loss_coef=0.0, group_size=None, dynamic_sampling=True, overlong_shaping=True),
     "gspo": dict(advantage="grpo", ratio="sequence", clip_low=3e-4, clip_high=4e-4, loss_agg="seq-mean-token-mean",
                  kl_loss_coef=0.0, group_size=None, dynamic_sampling=False, overlong_shaping=False),
+    "tempo": dict(advantage="tempo", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="seq-mean-token-mean",
+                  kl_loss_coef=1e-3, group_size=None, dynamic_sampling=False, overlong_shaping=False),
+    "mot_grpo": dict(advantage="grpo", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="seq-mean-token-mean",
+                     kl_loss_coef=1e-3, group_size=None, dynamic_sampling=False, overlong_shaping=False),
 }
+# methods whose advantages come from groups of responses (no critic)
+GROUP_METHODS = ("grpo", "dapo", "gspo", "tempo", "mot_grpo")
 
 # Keys a variant may set (the schema lists the same ones); values None mean "not set here".
 VARIANT_KEYS = (
@@ -143,25 +154,28 @@ def resolve_variant(cfg: dict, name: str) -> dict:
         raise VariantError(f"variant '{name}': value_heads needs method mpo with K >= 2")
 
     _check_enum(name, spec, "advantage", ADV_ESTIMATOR_NAMES)
-    if spec["advantage"] == "grpo" and method in ("ppo",):
+    group = spec["advantage"] in GROUP_ADVANTAGES
+    if group and method in ("ppo",):
         raise VariantError(f"variant '{name}': ppo uses GAE advantages (use method grpo for group advantages)")
-    if spec["advantage"] == "gae" and method in ("grpo", "dapo", "gspo"):
-        raise VariantError(f"variant '{name}': {method} uses group advantages (advantage: grpo)")
+    if not group and method in GROUP_METHODS:
+        raise VariantError(f"variant '{name}': {method} uses group advantages "
+                           f"(advantage: {'|'.join(GROUP_ADVANTAGES)})")
     spec["critic"] = spec["advantage"] == "gae"
     if spec["value_heads"] and not spec["critic"]:
         raise VariantError(f"variant '{name}': value_heads needs a critic (advantage: gae)")
-    if spec["advantage"] == "grpo" and method == "mpo" and spec.get("group_size") in (None, 1):
+    if group and method == "mpo" and spec.get("group_size") in (None, 1):
         spec["group_size"] = train.get("group_size")
     if spec["advantage"] == "gae" and "group_size" not in raw:
         spec["group_size"] = 1
     spec["group_size"] = int(spec["group_size"])
-    if spec["group_size"] < 1 or (spec["advantage"] == "grpo" and spec["group_size"] < 2):
+    if spec["group_size"] < 1 or (group and spec["group_size"] < 2):
         raise VariantError(f"variant '{name}': group methods need group_size >= 2, got {spec['group_size']}")
     _check_enum(name, spec, "loss_agg", LOSS_AGGS)
     if spec.get("critic_lr") is None:
         spec["critic_lr"] = 10.0 * float(spec["lr"])
     spec["needs_ref"] = float(spec["kl_coef"]) > 0 or float(spec["kl_loss_coef"]) > 0
     spec["uses_mtp_modules"] = method == "mpo" and spec["K"] > 1
+    spec["rollout"] = "mot" if method == "mot_grpo" else "sample"  # mixture-of-token rollouts (the `mot` section)
     return spec
 
 
