@@ -106,7 +106,7 @@ def curves(df: pd.DataFrame, meta: dict) -> Figure:
 
 
 def beyond_curves(df: pd.DataFrame, meta: dict) -> Figure:
-    """GRPO, TEMPO, MoT-G, PPO and MPO on the main comparison: mean over seeds per step, 95 % band (t over seeds)."""
+    """GRPO, TEMPO, MoT-G, PPO and MPO on the `beyond` experiment: mean over seeds per step, 95 % band (t over seeds)."""
     from mpo.artifacts.collect_beyond import BEYOND_METRICS
 
     return _curves_page(df, meta, BEYOND_METRICS, "Beyond token-level PPO: GRPO, TEMPO, MoT-G, PPO, MPO",
