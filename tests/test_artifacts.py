@@ -377,16 +377,18 @@ def test_beyond_table_marks_absent_methods_and_other_settings(cfg, tmp_path):
     ours = _rows(t, Source="ours (smoke)", Model="tiny-a", Dataset="HumanEval")
     assert [r["Method"] for r in ours] == ["GRPO", "TEMPO", "MoT-G", "PPO", "MPO"]
     by = {r["Method"]: r for r in ours}
-    assert by["TEMPO"]["pass@1"] == MISSING and "not defined" in by["TEMPO"]["Setting"]
+    assert by["TEMPO"]["pass@1"] == MISSING and "no `tempo` variant in experiment `beyond`" in by["TEMPO"]["Setting"]
+    assert by["MPO"]["Setting"] == "variant `mpo_k5`"  # an alias counts as its target's method
     assert by["MPO"]["− PPO (paired)"] == tables.table1(cfg, FIXTURE).rows[0]["MPO − PPO (paired)"]
     others = [r for r in t.rows if "other setting" in r["Source"]]
     assert {r["Method"] for r in others} == {"TEMPO", "MoT-G"} and all(r["pass@1"] == "—" for r in others)
     assert any("Qwen3-1.7B" in r["Setting"] for r in others) and any("Qwen2.5-1.5B" in r["Setting"] for r in others)
     cfg2 = copy.deepcopy(cfg)
-    cfg2["variants"]["tempo"] = {"alias": "grpo"}  # defined (here: reusing grpo's run): its cells are read
+    cfg2["variants"]["tempo"] = {"method": "tempo"}  # in the experiment: its cells are read (no run here: MISSING)
+    cfg2["experiments"]["beyond"]["variants"].append("tempo")
     (tempo,) = _rows(tables.beyond(cfg2, FIXTURE), Source="ours (smoke)", Model="tiny-a", Dataset="HumanEval",
                      Method="TEMPO")
-    assert tempo["pass@1"] == by["GRPO"]["pass@1"] and tempo["Setting"] == "variant `tempo`"
+    assert tempo["pass@1"] == MISSING and tempo["Setting"] == "variant `tempo`"
     df = collect.beyond_curves_data(cfg, FIXTURE)
     assert set(df.loc[df["status"] == MISSING, "variant"]) == {"tempo", "mot_grpo"}
     assert df.loc[df["status"] == "ok", "lo"].isna().all()  # one seed: no band

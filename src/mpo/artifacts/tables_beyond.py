@@ -4,7 +4,7 @@ One row per (dataset, model, method): our pass@1 with the same seeds and interva
 (:mod:`mpo.artifacts.seeds`), the paired difference to PPO over (problem, seed) pairs, and -- in rows of their own --
 what the papers report: the MPO paper's Table 1 (HumanEval; its GSM8K / MATH bars have no numbers in the text) and
 the TEMPO and MoT-G papers' claims (src/mpo/reported_beyond.yaml), which come from other models and benchmarks.
-A method whose variant the config does not define, or whose run is absent, reads MISSING.
+A method the `beyond` experiment does not list, or whose run is absent, reads MISSING.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from pathlib import Path
 import yaml
 
 from mpo.artifacts.common import DATASET_LABELS, MISSING, NA, Table, experiment, fmt, ours_source, variant_params
-from mpo.artifacts.registry import BEYOND_VARIANTS
+from mpo.artifacts.registry import BEYOND_METHODS
 from mpo.artifacts.seeds import INTERVAL_NOTE, accuracy_cell, paired_cell
 from mpo.artifacts.table_helpers import paper_value
 from mpo.reported import load_reported
 
-# (label, variant name) -- the variants other helpers define in the config; PPO is the paired reference
-METHODS: list[tuple[str, str]] = list(zip(["GRPO", "TEMPO", "MoT-G", "PPO", "MPO"], BEYOND_VARIANTS))
+# (label, method) -- each row reads the first variant of experiment `beyond` that trains this method (an alias such as
+# mpo_k5 counts as its target's method); PPO is the paired reference
+METHODS: list[tuple[str, str]] = list(zip(["GRPO", "TEMPO", "MoT-G", "PPO", "MPO"], BEYOND_METHODS))
 REFERENCE = "ppo"
 DASH = "—"  # a paper states no number for this cell
 COLUMNS = ["Dataset", "Model", "Method", "Source", "pass@1", "− PPO (paired)", "Setting"]
@@ -35,9 +36,11 @@ def reported_beyond() -> dict:
 
 
 def beyond_variants(cfg: dict) -> dict[str, str | None]:
-    """{label: variant} of the comparison; None where the config defines no such variant."""
-    known = cfg.get("variants") or {}
-    return {label: (v if v in known else None) for label, v in METHODS}
+    """{label: variant} of the comparison: the first of experiment `beyond`'s variants with the label's method; None
+    where the experiment has none (e.g. MoT-G at paper scale, which runs on one process only)."""
+    variants = experiment(cfg, "beyond").variants
+    return {label: next((v for v in variants if variant_params(cfg, v)["method"] == method), None)
+            for label, method in METHODS}
 
 
 def _ours_rows(cfg: dict, results, e, variants: dict[str, str | None]) -> list[dict]:
@@ -47,7 +50,7 @@ def _ours_rows(cfg: dict, results, e, variants: dict[str, str | None]) -> list[d
         for m in e.models:
             for label, v in variants.items():
                 diff = NA if label == "PPO" else paired_cell(results, m, d, v, ref, cfg)
-                setting = f"variant `{v}`" if v else f"variant `{dict(METHODS)[label]}` not defined in this config"
+                setting = f"variant `{v}`" if v else f"no `{dict(METHODS)[label]}` variant in experiment `beyond`"
                 rows.append({"Dataset": DATASET_LABELS.get(d, d), "Model": m, "Method": label,
                              "Source": ours_source(cfg), "pass@1": accuracy_cell(results, m, d, v, cfg),
                              "− PPO (paired)": diff, "Setting": setting})
