@@ -40,7 +40,7 @@ def test_every_paper_run_fits_8_a100_80gb(repo, tmp_path):
     assert plan.main(["--config", str(repo / "config" / "paper.yaml"), "--json", str(out)]) == 0
     p = json.loads(out.read_text())
     assert p["gpu_mem_gb"] == 80 and p["world"] == 8
-    assert len(p["runs"]) == 108  # the paper DAG's train jobs
+    assert len(p["runs"]) == 111  # the paper DAG's train jobs (108 of the paper + TEMPO on the three models)
     assert {tuple(sorted(r)) for r in p["runs"]} == {
         ("K", "dataset", "fits", "model", "params", "parts", "peak_gb", "strategy", "variant")}
     assert all(r["fits"] and r["strategy"] == "fsdp" for r in p["runs"])
