@@ -77,7 +77,8 @@ def make_plan(args) -> dict:
     if model not in cfg["models"]:
         raise CheckError(f"--model {model!r} is not under config key 'models' ({', '.join(cfg['models'])})")
     if args.dataset not in cfg["datasets"]:
-        raise CheckError(f"--dataset {args.dataset!r} is not under config key 'datasets' ({', '.join(cfg['datasets'])})")
+        raise CheckError(f"--dataset {args.dataset!r} is not under config key 'datasets' "
+                         f"({', '.join(cfg['datasets'])})")
     for variant in UPDATE_VARIANTS.values():
         if variant not in cfg["variants"]:
             raise CheckError(f"config key 'variants.{variant}' is missing (the check times PPO and MPO K=5)")
@@ -126,7 +127,7 @@ def update_command(plan: dict, key: str, strategy: str, json_out: Path) -> list[
     module = ["mpo.bench", "_one", "--config", plan["config"], "--variant", UPDATE_VARIANTS[key],
               "--repeats", str(plan["updates"][key]["repeats"]), "--model", plan["model"], "--dataset", plan["dataset"],
               "--base", plan["base"], "--data-root", plan["data_root"],
-              # no warmed-up modules there: MPO gets freshly initialised ones (the update's cost does not depend on them)
+              # no warmed-up modules there: MPO gets freshly initialised ones (its update cost does not depend on them)
               "--mtp-root", str(Path(plan["out"]) / "work" / "no_mtp"), "--json", str(json_out)]
     if strategy == "fsdp":
         return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(FSDP_CONFIG),
