@@ -30,7 +30,6 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import time
@@ -39,7 +38,6 @@ from pathlib import Path
 EXIT_CONFIG, EXIT_ENV = 2, 3
 UPDATE_VARIANTS = {"ppo": "ppo", "mpo_k5": "mpo_k5"}
 FSDP_CONFIG = Path("config/accelerate/fsdp.yaml")
-DIST_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 class CheckError(Exception):
@@ -260,16 +258,13 @@ def rollout_and_sync(plan: dict) -> dict:
 def run_updates(plan: dict, res: dict) -> dict:
     """Step 4, into ``res``: each variant in its own process; a failed FSDP run is recorded (``res["failed"]``)
     and retried without FSDP."""
-    # the colocated engine set the torch.distributed variables of a one-process group in this process (and holds
-    # its port): the update processes start their own
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
     for key in UPDATE_VARIANTS:
         json_out = Path(plan["out"]) / f"update_{key}.json"
         strategies = [plan["strategy"]] + (["single"] if plan["strategy"] != "single" else [])
         for strategy in strategies:
             cmd = update_command(plan, key, strategy, json_out)
             t = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True)
             entry = {"strategy": strategy, "command": cmd, "exit": proc.returncode,
                      "process_s": time.perf_counter() - t}
             if proc.returncode == 0:

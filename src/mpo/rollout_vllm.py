@@ -72,18 +72,26 @@ def iter_full_parameters(model) -> Iterator[tuple[str, torch.Tensor]]:
             yield name, data
 
 
-def _ensure_distributed_env() -> None:
-    """vLLM's external launcher reads the torch.distributed variables; set single-process defaults (as TRL does)."""
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("MASTER_ADDR", "localhost")
+@contextlib.contextmanager
+def _distributed_env():
+    """vLLM's external launcher reads the torch.distributed variables while the engine starts: set single-process
+    defaults for that time (as TRL does) and remove them afterwards, so that processes this one starts later (an
+    update benchmark, a training run) do not inherit a rendezvous whose port this process holds. Variables a
+    launcher (torchrun, accelerate) set are left alone."""
+    defaults = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "localhost"}
     if "MASTER_PORT" not in os.environ:
         import socket
 
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("localhost", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+            defaults["MASTER_PORT"] = str(s.getsockname()[1])
+    added = [k for k in defaults if k not in os.environ]
+    os.environ.update({k: defaults[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
 
 
 def vllm_platform() -> str:
@@ -166,7 +174,6 @@ class VLLMEngine(RolloutEngine):
         model_dir = model_dir or getattr(model, "name_or_path", None)
         if not model_dir or not os.path.isdir(str(model_dir)):
             raise RolloutEngineError(f"VLLMEngine: model_dir must be a Hugging Face directory, got {model_dir!r}")
-        _ensure_distributed_env()
         kwargs = dict(
             model=str(model_dir),
             dtype=_DTYPES.get(dtype, "auto"),
@@ -188,7 +195,8 @@ class VLLMEngine(RolloutEngine):
         if max_num_seqs is not None:
             kwargs["max_num_seqs"] = int(max_num_seqs)
         self.platform = platform
-        self.llm = LLM(**kwargs)
+        with _distributed_env():
+            self.llm = LLM(**kwargs)
         self._load = weight_loader(self.llm)
         self.enable_sleep_mode = enable_sleep_mode
         self._sleeping = False

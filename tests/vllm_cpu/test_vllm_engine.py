@@ -3,6 +3,8 @@ optimizer step (vLLM's apply_model and the driver-worker fallback), and sleep mo
 
 The tests share one engine (session fixture) and run in file order: each sync test trains the policy further."""
 
+import os
+
 import pytest
 import torch
 
@@ -47,6 +49,12 @@ def test_greedy_matches_hf(engine, policy, tokenizer, prompt_ids):
     assert ours == hf_greedy(policy, tokenizer, prompt_ids)
     assert all(len(r[0]) > 0 for r in ours)
     assert engine.tokens_generated > 0 and engine.tokens_per_second > 0
+
+
+def test_engine_leaves_no_rendezvous_variables(engine):
+    """The engine's one-process torch.distributed defaults are gone once it runs: a process started afterwards
+    (a training run, an update benchmark) must not inherit a rendezvous whose port this process holds."""
+    assert not {"RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"} & set(os.environ)
 
 
 def test_sync_weights_after_optimizer_step(engine, policy, tokenizer, prompt_ids):
