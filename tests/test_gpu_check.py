@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mpo.config import load_config
+
 from mpo import gpu_check
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +84,11 @@ def test_missing_variant_and_config_file(tmp_path, capsys, no_gpu, monkeypatch):
     for variants, msg in (({"mpo_k5": {"method": "mpo", "K": 5}}, "config key 'variants.ppo' is missing"),
                           ({"ppo": {"method": "ppo"}, "mpo_k5": {"method": "mpo", "K": 3}},
                            "config key 'variants.mpo_k5' must have K: 5")):
-        bad.write_text(yaml.safe_dump({**raw, "variants": variants}))
+        # every experiment and the main comparison name only these variants, so config loading (which checks that
+        # names resolve) passes and gpu_check's own check speaks
+        exps = {name: {**(e or {}), "variants": list(variants)} for name, e in load_config(SMOKE)["experiments"].items()}
+        train = {**raw["train"], "main_variants": list(variants)}
+        bad.write_text(yaml.safe_dump({**raw, "variants": variants, "experiments": exps, "train": train}))
         assert gpu_check.main(["--dry-run", "--config", str(bad), "--out", str(tmp_path)]) == gpu_check.EXIT_CONFIG
         assert msg in capsys.readouterr().err
     assert gpu_check.main(["--dry-run", "--config", str(tmp_path / "none.yaml")]) == gpu_check.EXIT_CONFIG
