@@ -111,7 +111,10 @@ def batch_sizes(tcfg: dict, group_size: int, world: int, where: str = "train") -
 
 
 def _check_names(cfg: dict) -> None:
-    """Names one section uses must be defined in another (datasets, models, variants)."""
+    """Names one section uses must be defined in another (datasets, models, variants); ``seeds`` holds ``seed``."""
+    if cfg.get("seeds") and int(cfg["seed"]) not in [int(x) for x in cfg["seeds"]]:
+        raise ConfigError(f"at 'seeds': {cfg['seeds']} does not contain 'seed' ({cfg['seed']}), whose runs are the "
+                          "plain <variant> runs")
     for d in cfg["warmup"]["datasets"]:
         if d not in cfg["datasets"]:
             raise ConfigError(f"at 'warmup.datasets': '{d}' is not a configured dataset ({list(cfg['datasets'])})")

@@ -60,12 +60,16 @@ PAPER_SETTING = "the paper: 1 node of 8x A100 80GB, its Table 5 hyperparameters"
 
 
 def canonical(cfg: dict | None, variant: str) -> str:
-    """The variant whose run an alias reuses (``mpo_k5`` -> ``mpo``); zero_shot and unknown names pass through."""
-    if cfg is None or variant == ZERO_SHOT or variant not in (cfg.get("variants") or {}):
+    """The run an alias reuses (``mpo_k5`` -> ``mpo``, ``mpo_k5_seed7`` -> ``mpo_seed7``); zero_shot and unknown names
+    pass through."""
+    if cfg is None or variant == ZERO_SHOT:
         return variant
-    from mpo.train.variants import canonical_variant
+    from mpo.train.variants import VariantError, canonical_variant
 
-    return canonical_variant(cfg, variant)
+    try:
+        return canonical_variant(cfg, variant)
+    except VariantError:
+        return variant
 
 
 def run_dir(results: str | Path, model: str, dataset: str, variant: str, cfg: dict | None = None) -> Path:

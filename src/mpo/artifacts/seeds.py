@@ -27,9 +27,10 @@ BOOT_SEED = 0  # fixed: a table renders identically every time
 
 
 def seed_list(cfg: dict) -> list[int]:
-    """Training seeds of a config: ``seeds`` if given, else [``seed``]."""
-    seeds = cfg.get("seeds") or [cfg["seed"]]
-    return [int(s) for s in seeds]
+    """Training seeds of a config: ``seeds`` if given, else [``seed``] (:func:`mpo.train.variants.seeds_of`)."""
+    from mpo.train.variants import seeds_of
+
+    return seeds_of(cfg)
 
 
 def seed_variant(cfg: dict, variant: str, seed: int) -> str:

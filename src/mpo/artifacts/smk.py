@@ -55,12 +55,11 @@ def _run_files(config: dict, results: str, kind: str, m: str, d: str, v: str) ->
         raise ValueError(f"unknown input kind {kind!r}")
     out = []
     for s in seed_list(config):
-        name = seed_variant(config, v, s)
-        cfg = config if name == v else None  # an alias resolves to its target's run; a seed run is its own
+        name = seed_variant(config, v, s)  # an alias resolves to its target's run, per seed (mpo_k5_seed7 -> mpo_seed7)
         if kind == "runs":
-            out.append(str(art.run_dir(results, m, d, name, cfg) / "metrics.jsonl"))
+            out.append(str(art.run_dir(results, m, d, name, config) / "metrics.jsonl"))
         else:
-            out.append(str(art.eval_dir(results, m, d, name, cfg) / "summary.json"))
+            out.append(str(art.eval_dir(results, m, d, name, config) / "summary.json"))
     return out
 
 

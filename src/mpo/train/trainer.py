@@ -63,7 +63,7 @@ class Trainer:
         self.spec = resolve_variant(cfg, variant)
         self.base, self.mtp_dir = Path(base), (Path(mtp) if mtp else None)
         self.data_root, self.out = Path(data_root), Path(out)
-        self.seed = int(cfg["seed"])
+        self.seed = int(self.spec.get("seed", cfg["seed"]))  # a seed run (variant_seed<s>) carries its own
         self._custom_reward = reward_fn  # callable(texts, records) -> (rewards, correct); default: the graders
         self.ratio_weights = methods.mtp_weights_for(self.spec)  # w_0 .. w_{K-1} of the block ratio (Eq. 10)
         self.want_aux = self.spec["uses_mtp_modules"] and float(self.spec["mtp_aux_coef"]) > 0

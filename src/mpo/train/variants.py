@@ -33,6 +33,7 @@ samples G times as many responses).
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 from mpo.enums import ADV_ESTIMATOR_NAMES, GROUP_ADVANTAGES, LOSS_AGGS, METHODS, MTP_GRAD_MODES, RATIO_FORMS
@@ -71,6 +72,9 @@ VARIANT_KEYS = (
 TRAIN_OVERRIDABLE = ("group_size", "lr", "critic_lr", "kl_coef", "mtp_aux_coef", "temperature")
 
 
+_SEED_SUFFIX = re.compile(r"^(?P<base>.+)_seed(?P<seed>\d+)$")
+
+
 class VariantError(ValueError):
     """A variant is unknown or inconsistent."""
 
@@ -79,8 +83,25 @@ def variants_of(cfg: dict) -> dict[str, dict]:
     return dict(cfg.get("variants") or {})
 
 
+def seeds_of(cfg: dict) -> list[int]:
+    """Training seeds: ``seeds`` when the config lists several (the first is ``seed``), else [``seed``]."""
+    return [int(s) for s in (cfg.get("seeds") or [cfg["seed"]])]
+
+
+def split_seed(cfg: dict, name: str) -> tuple[str, int | None]:
+    """``ppo_seed7`` -> (``ppo``, 7) when ``ppo`` is a variant and 7 one of the config's further seeds; else (name, None).
+
+    Run names: the config's ``seed`` trains ``<variant>``; every further seed ``s`` of ``seeds`` trains
+    ``<variant>_seed<s>`` beside it, with the same spec and ``s`` as its seed."""
+    m = _SEED_SUFFIX.match(name)
+    if m and m["base"] in variants_of(cfg) and int(m["seed"]) in seeds_of(cfg) and int(m["seed"]) != int(cfg["seed"]):
+        return m["base"], int(m["seed"])
+    return name, None
+
+
 def canonical_variant(cfg: dict, name: str) -> str:
-    """Follow ``alias`` links to the variant that actually trains."""
+    """Follow ``alias`` links to the variant that actually trains (a seed suffix is kept: mpo_k5_seed7 -> mpo_seed7)."""
+    name, seed = split_seed(cfg, name)
     seen = []
     variants = variants_of(cfg)
     while True:
@@ -89,15 +110,17 @@ def canonical_variant(cfg: dict, name: str) -> str:
         seen.append(name)
         target = (variants[name] or {}).get("alias")
         if not target:
-            return name
+            return name if seed is None else f"{name}_seed{seed}"
         if target in seen:
             raise VariantError(f"variant alias cycle: {' -> '.join(seen + [target])}")
         name = target
 
 
 def trained_variants(cfg: dict) -> list[str]:
-    """Variant names that train (every non-alias variant), in config order."""
-    return [n for n, v in variants_of(cfg).items() if not (v or {}).get("alias")]
+    """Run names that train: every non-alias variant, in config order, then each with every further seed."""
+    names = [n for n, v in variants_of(cfg).items() if not (v or {}).get("alias")]
+    extra = [s for s in seeds_of(cfg) if s != int(cfg["seed"])]
+    return names + [f"{n}_seed{s}" for s in extra for n in names]
 
 
 def run_dir(results: str | Path, model: str, dataset: str, variant: str, cfg: dict | None = None) -> Path:
@@ -112,7 +135,11 @@ def _check_enum(name: str, spec: dict, key: str, allowed: tuple) -> None:
 
 
 def resolve_variant(cfg: dict, name: str) -> dict:
-    """The flat spec of a variant: method defaults < ``train`` section < variant keys, checked for consistency."""
+    """The flat spec of a variant: method defaults < ``train`` section < variant keys, checked for consistency.
+    A seed run (``<variant>_seed<s>``, :func:`split_seed`) gets its variant's spec plus ``seed: s``."""
+    base, seed = split_seed(cfg, name)
+    if seed is not None:
+        return {**resolve_variant(cfg, base), "seed": seed}
     name = canonical_variant(cfg, name)
     raw = {k: v for k, v in (variants_of(cfg)[name] or {}).items() if v is not None}
     unknown = set(raw) - set(VARIANT_KEYS)
