@@ -74,6 +74,7 @@ def full_params(model) -> dict:
 
     if fsdp.is_sharded(model):
         return fsdp.full_state_dict(model)  # a collective: every rank calls it, rank 0 gets the tensors
+    model = getattr(model, "module", model)  # DDP
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 

@@ -21,7 +21,7 @@ import torch
 from conftest import REPO, TIMING_METRICS
 
 HARNESS = Path(__file__).parent / "dist_harness.py"
-VARIANTS = ("ppo", "mpo_k3")
+VARIANTS = ("ppo", "mpo_k3", "grpo")  # grpo: the sharded reference model (KL loss)
 REL, ABS, PARAM_ABS = 1e-5, 1e-6, 1e-6
 
 

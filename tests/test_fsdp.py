@@ -26,6 +26,16 @@ def test_strategy_per_model_from_the_config():
         fsdp.settings_of(_cfg(fsdp={"offload": True}))
 
 
+def test_fsdp_with_one_process_trains_unsharded(train_env, tmp_path):
+    from conftest import make_trainer
+
+    cfg = copy.deepcopy(train_env["cfg"])
+    cfg["train"]["strategy"] = {"tiny-llama": "fsdp"}
+    tr = make_trainer(train_env, "ppo", out=tmp_path, cfg=cfg)
+    assert tr.strategy == "ddp" and not fsdp.is_sharded(tr.actor)
+    tr.close()
+
+
 @pytest.fixture(scope="module")
 def group(tmp_path_factory):
     import torch.distributed as dist

@@ -82,6 +82,9 @@ class Trainer:
         t, spec = self.tcfg, self.spec
         self.strategy, self.fsdp = fsdp.strategy_for(self.cfg, self.model_name), fsdp.settings_of(self.cfg)
         acc, self.sizes, self.dtype = setup.make_accelerator(self.cfg, spec, self.strategy)
+        if self.strategy == "fsdp" and acc.num_processes == 1:  # e.g. a one-GPU job, launched with plain python
+            acc.print("train.strategy fsdp with one process: nothing to shard, training unsharded")
+            self.strategy = "ddp"
         self.acc = acc
         self.dist = Dist(acc)
         self.device, self.world, self.rank = acc.device, acc.num_processes, acc.process_index
