@@ -9,7 +9,7 @@ SNAKE_ARGS ?=
 # the run's results folder is results/<config name>; the report is written there (recursive: read after the venv exists)
 REPORT ?= $(shell $(VPY) -c "import yaml; print('results/' + yaml.safe_load(open('$(CONFIG)'))['name'] + '/report.html')")
 
-.PHONY: venv reproduce smoke test test-fast lint dryrun-paper lock check-envs envs bench clean-results
+.PHONY: venv reproduce smoke test test-fast test-dist lint dryrun-paper lock check-envs envs bench clean-results
 
 $(STAMP): requirements/cpu.lock.txt requirements/nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: $(STAMP)
 ## test-fast: every test not marked `slow` (no Snakemake run, no training run above ~10 s)
 test-fast: $(STAMP)
 	$(VPY) -m pytest -q -m "not slow"
+
+## test-dist: two CPU processes (gloo, torchrun) train PPO and MPO K=3 sharded (FSDP2) and equal one process
+test-dist: $(STAMP)
+	$(VPY) -m pytest -q tests/test_dist.py tests/test_fsdp.py
 
 ## lint: snakemake --lint
 lint: $(STAMP)

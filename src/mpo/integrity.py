@@ -134,13 +134,16 @@ class RunLock:
 
 
 def nonfinite_parameters(*models: torch.nn.Module, limit: int = 5) -> list[str]:
-    """Names (at most ``limit``) of parameters that hold a NaN or an inf, over all ``models``."""
+    """Names (at most ``limit``) of parameters that hold a NaN or an inf, over all ``models`` (sharded parameters: the
+    local shard; the caller reduces over processes)."""
     bad = []
     for model in models:
         if model is None:
             continue
         for name, p in model.named_parameters():
-            if not torch.isfinite(p.detach()).all():
+            local = p.detach()
+            local = local.to_local() if hasattr(local, "to_local") else local  # FSDP2 DTensor: this process's shard
+            if not torch.isfinite(local).all():
                 bad.append(name)
                 if len(bad) >= limit:
                     return bad

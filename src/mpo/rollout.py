@@ -141,8 +141,15 @@ class HFEngine(RolloutEngine):
         self.pad_id = int(pad_id) if pad_id is not None else self.eos_ids[0]
 
     def sync_weights(self, model) -> None:
-        """No-op when the engine samples from ``model`` itself; otherwise copy its parameters in."""
+        """No-op when the engine samples from ``model`` itself; otherwise copy its parameters in (from a sharded
+        FSDP2 model: each gathered in full, a collective that every process calls)."""
         if model is self.model:
+            return
+        if any(hasattr(p, "full_tensor") for p in model.parameters()):
+            own = dict(self.model.named_parameters())
+            with torch.no_grad():
+                for name, full in iter_full_parameters(model):
+                    own[name].copy_(full)
             return
         self.model.load_state_dict(model.state_dict())
 

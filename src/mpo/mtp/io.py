@@ -42,13 +42,16 @@ def mtp_config(model: MTPModel) -> dict:
     }
 
 
-def save_modules(model: MTPModel, out_dir: str | Path, extra_config: dict | None = None) -> Path:
-    """Write ``mtp.safetensors`` (the K-1 modules only) and ``mtp_config.json`` into ``out_dir``."""
+def save_modules(model: MTPModel, out_dir: str | Path, extra_config: dict | None = None,
+                 state_dict: dict | None = None) -> Path:
+    """Write ``mtp.safetensors`` (the K-1 modules only) and ``mtp_config.json`` into ``out_dir``. ``state_dict``:
+    the modules' weights to write instead of the model's own (e.g. gathered in full from a sharded model)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.mtp.state_dict().items()}
+    src = model.mtp.state_dict() if state_dict is None else state_dict
+    state = {k: v.detach().contiguous().cpu() for k, v in src.items()}
     save_file(state, str(out / MTP_WEIGHTS_NAME), metadata={"format": "pt", "K": str(model.K)})
     cfg = {**mtp_config(model), **(extra_config or {})}
     with open(out / MTP_CONFIG_NAME, "w") as f:

@@ -166,9 +166,11 @@ class MTPModel(nn.Module):
     def mtp_config(self) -> dict:
         return mtp_io.mtp_config(self)
 
-    def save_modules(self, out_dir: str | Path, extra_config: dict | None = None) -> Path:
-        """Write ``mtp.safetensors`` (the K-1 modules only) and ``mtp_config.json`` into ``out_dir``."""
-        return mtp_io.save_modules(self, out_dir, extra_config)
+    def save_modules(self, out_dir: str | Path, extra_config: dict | None = None,
+                     state_dict: dict | None = None) -> Path:
+        """Write ``mtp.safetensors`` (the K-1 modules only) and ``mtp_config.json`` into ``out_dir`` (``state_dict``:
+        the modules' weights, default their own)."""
+        return mtp_io.save_modules(self, out_dir, extra_config, state_dict)
 
     def load_modules_state(self, modules_dir: str | Path) -> None:
         """Load module weights saved by :meth:`save_modules` into this model (strict: same K and shapes)."""

@@ -104,13 +104,18 @@ def resume(acc, progress: Progress, root: Path, metrics_path: Path) -> int:
 
 def save_final(acc, actor, tokenizer, out: Path, *, save_modules: bool, variant: str) -> None:
     """The trained backbone as a plain HF directory ``<out>/policy`` (+ tokenizer); MPO: its modules in ``<out>/mtp``."""
+    from mpo.train import fsdp
+
     acc.wait_for_everyone()
-    state = acc.get_state_dict(actor)
+    sharded = fsdp.is_sharded(actor)
+    state = fsdp.full_state_dict(actor) if sharded else acc.get_state_dict(actor)  # fsdp: gathered to rank 0
     if acc.is_main_process:
         unwrapped = acc.unwrap_model(actor)
         bb = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
         unwrapped.backbone.save_pretrained(out / "policy", state_dict=bb, safe_serialization=True)
         tokenizer.save_pretrained(out / "policy")
         if save_modules:
-            unwrapped.save_modules(out / "mtp", extra_config={"trained_by": "mpo.train", "variant": variant})
+            mtp = {k[len("mtp."):]: v for k, v in state.items() if k.startswith("mtp.")} if sharded else None
+            unwrapped.save_modules(out / "mtp", extra_config={"trained_by": "mpo.train", "variant": variant},
+                                   state_dict=mtp)
     acc.wait_for_everyone()

@@ -85,4 +85,6 @@ class Critic(nn.Module):
     def mixture_weights(self) -> list[float]:
         if self.alpha is None:
             return [1.0]
-        return torch.softmax(self.alpha.detach().float(), 0).tolist()
+        alpha = self.alpha.detach()
+        alpha = alpha.full_tensor() if hasattr(alpha, "full_tensor") else alpha  # sharded (FSDP2): a collective
+        return torch.softmax(alpha.float(), 0).tolist()

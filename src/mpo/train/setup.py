@@ -37,15 +37,21 @@ def compute_sizes(tcfg: dict, spec: dict, world: int) -> Sizes:
     return Sizes(**sizes, logprob_micro=tcfg["logprob_micro_batch_size"] or sizes["micro"])
 
 
-def make_accelerator(cfg: dict, spec: dict):
-    """(accelerator, sizes, compute dtype): mixed precision from the config, accumulation = micro-batches per mini."""
+def make_accelerator(cfg: dict, spec: dict, strategy: str = "ddp"):
+    """(accelerator, sizes, compute dtype): mixed precision from the config, accumulation = micro-batches per mini.
+    ``strategy`` fsdp: the trainer shards the models itself (``fsdp.py``); accelerate's own FSDP plugin is off."""
     from accelerate import Accelerator, PartialState
     from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
+    from mpo.train import fsdp
     from mpo.utils import resolve_device, resolve_dtype
 
     device = resolve_device(cfg["device"])
     dtype = resolve_dtype(cfg["dtype"], device)
+    if strategy == "fsdp":
+        fsdp.disable_accelerate_fsdp()
+        if fsdp.settings_of(cfg).mixed_precision == "fp32":
+            dtype = torch.float32
     mixed = "bf16" if (device == "cuda" and dtype == torch.bfloat16) else (
         "fp16" if device == "cuda" and dtype == torch.float16 else "no")
     sizes = compute_sizes(cfg["train"], spec, PartialState(cpu=device == "cpu").num_processes)
@@ -92,8 +98,9 @@ def build_actor(cfg: dict, spec: dict, acc, base, mtp_dir, variant: str):
     # PPO and MPO share the log-prob code, including its chunking / checkpointing settings (config `mtp`)
     actor.chunk_size = int(cfg["mtp"]["logit_chunk"])
     actor.checkpoint_min_mb = float(cfg["mtp"].get("checkpoint_min_mb", 0.0))
-    # one module-chain forward for the policy terms and the auxiliary CE (mpo.mtp._RoutedModules); sharded
-    # engines gather parameters per module forward through their own hooks: keep the two plain passes there
+    # one module-chain forward for the policy terms and the auxiliary CE (mpo.mtp._RoutedModules); accelerate's
+    # sharded engines gather parameters per module forward through their own hooks: keep the two plain passes there.
+    # train.strategy fsdp (fsdp.py) keeps the fused pass: the MTP modules live in the root FSDP2 unit
     actor.fuse_module_passes = acc.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     return actor
 
@@ -118,19 +125,41 @@ def actor_optimizer(actor, spec: dict, tcfg: dict) -> torch.optim.AdamW:
     return adamw(groups, spec["lr"], tcfg)
 
 
+def wrap_trained(acc, model, make_optimizer, lr_lambda, strategy: str, settings):
+    """(model, optimizer, LR scheduler) ready to train. ddp (and DeepSpeed): ``acc.prepare``; fsdp: sharded in place
+    (``fsdp.shard_model``), the optimizer built on the shards and registered for checkpoints with its model."""
+    if strategy != "fsdp":
+        opt = make_optimizer(model)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        model, opt = acc.prepare(model, opt)
+        return model, opt, sched
+    from mpo.train import fsdp
+
+    fsdp.shard_model(model, device=acc.device, settings=settings)
+    opt = make_optimizer(model)
+    acc.register_for_checkpointing(fsdp.ShardedState(model, opt))
+    return model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+
+
 def build_critic(spec: dict, base, mtp_dir):
     from mpo.train.critic import Critic
 
     return Critic(load_backbone(base), str(mtp_dir) if spec["value_heads"] else None)
 
 
-def build_reference(base, device):
-    """The frozen initial policy (not in checkpoints: it never changes)."""
+def build_reference(base, device, strategy: str = "ddp", settings=None):
+    """The frozen initial policy (not in checkpoints: it never changes); fsdp: sharded like the actor, its shards in
+    CPU memory with ``train.fsdp.cpu_offload_ref``."""
     from mpo.mtp import MTPModel
 
     ref = MTPModel.from_backbone(load_backbone(base), 1)
     ref.requires_grad_(False)
-    return ref.eval().to(device)
+    if strategy != "fsdp":
+        return ref.eval().to(device)
+    from mpo.train import fsdp
+
+    fsdp.shard_model(ref, device=device, settings=settings, offload=settings.cpu_offload_ref)
+    return ref.eval()
 
 
 def total_steps(tcfg: dict, n_records: int, prompts_per_step: int) -> int:
@@ -140,8 +169,15 @@ def total_steps(tcfg: dict, n_records: int, prompts_per_step: int) -> int:
     return min(x for x in (tcfg["steps"], by_epochs) if x is not None) if (tcfg["steps"] or by_epochs) else 1
 
 
-def build_engine(tcfg: dict, backbone, tokenizer, *, base, seed: int, device, dtype):
+def build_engine(tcfg: dict, backbone, tokenizer, *, base, seed: int, device, dtype, sharded: bool = False):
+    """The rollout engine on ``backbone``; ``sharded`` (fsdp) with the HF engine: on an unsharded copy of it, which
+    ``sync_weights`` refreshes from the shards before every rollout."""
     from mpo.rollout import make_engine
+
+    if sharded and tcfg["engine"] == "hf":
+        from mpo.train.fsdp import generation_copy
+
+        backbone = generation_copy(backbone, base, device, dtype)
 
     if tcfg["engine"] == "hf":
         engine_kw = {"batch_size": tcfg["generation_batch_size"]}

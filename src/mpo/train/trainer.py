@@ -18,9 +18,10 @@ Checkpoints (``checkpoint.py``) are written every ``save_every`` steps; a restar
 complete one and continues bit for bit. A non-finite loss or gradient norm stops the run with
 :class:`TrainingDivergedError`; nothing is saved after it, so the last checkpoint is the last good state.
 
-Devices: everything goes through ``accelerate`` (device placement, DDP / FSDP / DeepSpeed wrapping, gradient
-accumulation, backward, clipping, saving, metric reduction; collectives in ``dist.py``); weights are float32
-masters, with bf16 autocast when the config asks for bfloat16 on CUDA.
+Devices: ``accelerate`` starts the processes and does device placement, DDP / DeepSpeed wrapping, gradient
+accumulation, backward, clipping, saving and metric reduction (collectives in ``dist.py``); with ``train.strategy``
+fsdp the trainer shards the models itself with FSDP2 (``fsdp.py``). Weights are float32 masters, with bf16 autocast
+(and bf16 gathered parameters under FSDP2) when the config asks for bfloat16 on CUDA.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 from mpo import algos
 from mpo.config import config_hash
 from mpo.integrity import RunLock, nonfinite_parameters
-from mpo.train import checkpoint, methods, metrics, mixture, setup
+from mpo.train import checkpoint, fsdp, methods, metrics, mixture, setup
 from mpo.train.batch import Batch, PromptStream, load_train_records, prepare_prompts
 from mpo.train.checkpoint import CKPT_PREFIX, COMPLETE_MARKER, Progress, latest_checkpoint  # noqa: F401 - public
 from mpo.train.dist import Dist
@@ -82,24 +83,30 @@ class Trainer:
         from mpo.utils import seed_everything
 
         t, spec = self.tcfg, self.spec
-        acc, self.sizes, self.dtype = setup.make_accelerator(self.cfg, spec)
+        self.strategy, self.fsdp = fsdp.strategy_for(self.cfg, self.model_name), fsdp.settings_of(self.cfg)
+        acc, self.sizes, self.dtype = setup.make_accelerator(self.cfg, spec, self.strategy)
+        if self.strategy == "fsdp" and acc.num_processes == 1:  # e.g. a one-GPU job, launched with plain python
+            acc.print("train.strategy fsdp with one process: nothing to shard, training unsharded")
+            self.strategy = "ddp"
         self.acc = acc
         self.dist = Dist(acc)
         self.device, self.world, self.rank = acc.device, acc.num_processes, acc.process_index
         seed_everything(self.seed)
         self.tokenizer = setup.load_tokenizer(self.base)
         actor = setup.build_actor(self.cfg, spec, acc, self.base, self.mtp_dir, self.variant)
-        opt = setup.actor_optimizer(actor, spec, t)
         lr_lambda = setup.lr_lambda_for(t)
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)]
-        self.actor, self.opt = acc.prepare(actor, opt)
+        self.actor, self.opt, sched = setup.wrap_trained(acc, actor, lambda m: setup.actor_optimizer(m, spec, t),
+                                                         lr_lambda, self.strategy, self.fsdp)
+        self.schedulers = [sched]
         self.critic = self.critic_opt = None
         if spec["critic"]:
             critic = setup.build_critic(spec, self.base, self.mtp_dir)
-            copt = setup.adamw(critic.parameters(), spec["critic_lr"], t)
-            self.schedulers.append(torch.optim.lr_scheduler.LambdaLR(copt, lr_lambda))
-            self.critic, self.critic_opt = acc.prepare(critic, copt)
-        self.ref = setup.build_reference(self.base, acc.device) if spec["needs_ref"] else None
+            self.critic, self.critic_opt, sched = setup.wrap_trained(
+                acc, critic, lambda m: setup.adamw(m.parameters(), spec["critic_lr"], t), lr_lambda, self.strategy,
+                self.fsdp)
+            self.schedulers.append(sched)
+        self.ref = setup.build_reference(self.base, acc.device, self.strategy, self.fsdp) if spec["needs_ref"] \
+            else None
 
         family = self.cfg["models"][self.model_name]["family"]
         records = load_train_records(self.data_root, self.dataset)
@@ -115,7 +122,8 @@ class Trainer:
         self.reward_fn = self._custom_reward or RewardFunction(
             kinds.pop(), workers=t["grader_workers"], timeout=t["grader_timeout"], format_bonus=t["format_bonus"])
         self.engine = setup.build_engine(t, acc.unwrap_model(self.actor).backbone, self.tokenizer, base=self.base,
-                                         seed=self.seed + self.rank, device=self.device, dtype=self.dtype)
+                                         seed=self.seed + self.rank, device=self.device, dtype=self.dtype,
+                                         sharded=self.strategy == "fsdp")
         self.temperature = float(spec["temperature"])
         self.lp_temperature = self.temperature if self.temperature > 0 else 1.0
         self.mot = mixture.mot_setup(self.cfg, self.tokenizer, self.variant, self.world) \

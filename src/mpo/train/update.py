@@ -10,6 +10,7 @@ import torch
 
 from mpo import algos
 from mpo.train import methods, mixture
+from mpo.train.fsdp import clip_grad_norm
 from mpo.train.loss import aux_lambdas, compose_loss, loss_shares, module_token_counts
 from mpo.train.metrics import UpdateLog, update_metrics
 from mpo.train.sampling import sub_seed
@@ -138,20 +139,20 @@ def optimizer_step(tr, step: int, log: UpdateLog) -> None:
     acc, clip = tr.acc, tr.tcfg["grad_clip"]
     assert acc.sync_gradients, "a mini-batch must end on a gradient-sync boundary"
     actor = acc.unwrap_model(tr.actor)
-    gn = acc.clip_grad_norm_(list(actor.backbone.parameters()), clip)  # None under DeepSpeed (it clips itself)
+    gn = clip_grad_norm(acc, actor.backbone.parameters(), clip)  # None under DeepSpeed (it clips itself)
     if gn is not None:
         tr.check_finite(torch.as_tensor(gn), "policy gradient norm", step)
         log.grad_norms.append(float(gn))
     mtp_params = [p for p in actor.mtp.parameters() if p.grad is not None]
     if mtp_params:
-        mgn = acc.clip_grad_norm_(mtp_params, clip)
+        mgn = clip_grad_norm(acc, mtp_params, clip)
         if mgn is not None:
             tr.check_finite(torch.as_tensor(mgn), "MTP gradient norm", step)
             log.mtp_norms.append(float(mgn))
     tr.opt.step()
     tr.opt.zero_grad(set_to_none=True)
     if tr.critic is not None:
-        cgn = acc.clip_grad_norm_(tr.critic.parameters(), clip)
+        cgn = clip_grad_norm(acc, tr.critic.parameters(), clip)
         if cgn is not None:
             tr.check_finite(torch.as_tensor(cgn), "critic gradient norm", step)
             log.critic_norms.append(float(cgn))
