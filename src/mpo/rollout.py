@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -257,9 +257,39 @@ def make_engine(kind: str, model, tokenizer, *, device=None, dtype=None, **engin
     raise RolloutEngineError(f"unknown rollout engine {kind!r}; expected one of {ENGINES}")
 
 
+def _is_fsdp(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    except Exception:  # pragma: no cover
+        return False
+    return isinstance(model, FSDP) or any(isinstance(m, FSDP) for m in model.modules())
+
+
+def iter_full_parameters(model) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, full tensor) for every parameter of ``model`` under the names a Hugging Face checkpoint uses.
+
+    Plain / DDP / ZeRO-1,2 modules hold full parameters; FSDP1 modules are gathered with ``summon_full_params``;
+    FSDP2 / DTensor parameters with ``full_tensor()`` (TRL's ``_iter_fsdp*_params``). Wrapper prefixes are removed.
+    """
+    model = getattr(model, "module", model)  # DDP
+    ctx = contextlib.nullcontext()
+    if _is_fsdp(model):
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        ctx = FSDP.summon_full_params(model, recurse=True, writeback=False)
+    with ctx:
+        for name, param in model.named_parameters():
+            name = name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
+            data = param.data
+            if hasattr(data, "full_tensor"):
+                data = data.full_tensor()
+            yield name, data
+
+
+
 def __getattr__(name: str):
-    """``mpo.rollout.VLLMEngine`` / ``iter_full_parameters`` live in :mod:`mpo.rollout_vllm` (loaded on first use)."""
-    if name in ("VLLMEngine", "iter_full_parameters"):
+    """``mpo.rollout.VLLMEngine`` lives in :mod:`mpo.rollout_vllm` (loaded on first use)."""
+    if name == "VLLMEngine":
         from mpo import rollout_vllm
 
         return getattr(rollout_vllm, name)

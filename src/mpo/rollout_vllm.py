@@ -31,45 +31,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 
-from mpo.rollout import RolloutEngine, RolloutEngineError, eos_token_ids
+from mpo.rollout import RolloutEngine, RolloutEngineError, eos_token_ids, iter_full_parameters  # noqa: F401 - re-exported
 
 __all__ = ["VLLMEngine", "iter_full_parameters", "weight_loader", "vllm_platform"]
 
 CPU_KV_CACHE_BYTES = 256 * 2**20
 _DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
-
-
-def _is_fsdp(model) -> bool:
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    except Exception:  # pragma: no cover
-        return False
-    return isinstance(model, FSDP) or any(isinstance(m, FSDP) for m in model.modules())
-
-
-def iter_full_parameters(model) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, full tensor) for every parameter of ``model`` under the names a Hugging Face checkpoint uses.
-
-    Plain / DDP / ZeRO-1,2 modules hold full parameters; FSDP1 modules are gathered with ``summon_full_params``;
-    FSDP2 / DTensor parameters with ``full_tensor()`` (TRL's ``_iter_fsdp*_params``). Wrapper prefixes are removed.
-    """
-    model = getattr(model, "module", model)  # DDP
-    ctx = contextlib.nullcontext()
-    if _is_fsdp(model):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        ctx = FSDP.summon_full_params(model, recurse=True, writeback=False)
-    with ctx:
-        for name, param in model.named_parameters():
-            name = name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
-            data = param.data
-            if hasattr(data, "full_tensor"):
-                data = data.full_tensor()
-            yield name, data
 
 
 @contextlib.contextmanager
