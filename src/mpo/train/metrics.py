@@ -88,7 +88,9 @@ def update_metrics(log: UpdateLog, dist, ratio_kind: str) -> dict:
 
 
 def rollout_metrics(ro: dict, batch, sc, dist) -> dict:
-    """Reward, accuracy, lengths (of the first sampling round), the trained batch's reward, the entropy."""
+    """Reward, accuracy, lengths (of the first sampling round), the trained batch's reward, the entropy, and the
+    fraction of response tokens whose advantage is non-zero (``adv_nonzero_frac``: steps where it is 0 carry no policy
+    signal, e.g. every group's rewards equal; the ratio statistics of Figures 4 and 6 skip them)."""
     mask = batch.resp["mask"].bool()
     g = lambda x: dist.gather_cat(x.to(dist.device))  # noqa: E731
     reward, correct, length, trunc = g(ro["reward"]), g(ro["accuracy"]), g(ro["length"]), g(ro["truncated"])
@@ -97,6 +99,7 @@ def rollout_metrics(ro: dict, batch, sc, dist) -> dict:
         "accuracy": float(correct.mean()), "batch_reward": float(g(batch.row["scores"]).mean()),
         "response_length": float(length.mean()), "response_length_max": float(length.max()),
         "truncated_frac": float(trunc.mean()), "entropy": float(g(sc.entropy[mask]).mean()),
+        "adv_nonzero_frac": float(g((batch.resp["adv"][mask] != 0).float()).mean()),
     }
 
 
