@@ -336,6 +336,36 @@ def grade_completions(records: Sequence[dict], completions: Sequence[str], *, wo
 # --------------------------------------------------------------------------- #
 # Evaluation
 # --------------------------------------------------------------------------- #
+def _completion_rows(records, prompt_texts, flat_ids, flat_text, extracted, grades, stops, *, n: int, dataset: str,
+                     kind: str) -> tuple[list[dict], list[int]]:
+    """completions.jsonl rows (n samples per problem, in order) and the number of correct samples per problem."""
+    rows, correct = [], []
+    pos = 0
+    for p, rec in enumerate(records):
+        c = 0
+        for j in range(n):
+            ids = flat_ids[pos]
+            finish = "stop" if ids and ids[-1] in stops else "length"
+            rows.append({"id": rec["id"], "sample": j, "dataset": dataset, "kind": kind, "prompt": prompt_texts[p],
+                         "completion": flat_text[pos], "extracted": extracted[pos],
+                         "gold": rec.get("answer") if kind == "math" else None, "grade": grades[pos],
+                         "response_tokens": len(ids), "finish": finish})
+            c += int(grades[pos] >= 1.0)
+            pos += 1
+        correct.append(c)
+    return rows, correct
+
+
+def _accuracy(correct: list[int], n: int, ks) -> dict:
+    """pass@1 (mean over problems of correct/n) with its standard error over problems, pass@k, problems solved."""
+    per_problem = [c / n for c in correct]
+    pass1 = sum(per_problem) / len(per_problem)
+    stderr = (math.sqrt(sum((x - pass1) ** 2 for x in per_problem) / (len(per_problem) - 1) / len(per_problem))
+              if len(per_problem) > 1 else None)
+    return {"pass@1": pass1, "pass@1_stderr": stderr, "pass@k": {str(k): mean_pass_at_k(n, correct, k) for k in ks},
+            "n_solved": sum(c > 0 for c in correct)}
+
+
 def evaluate(cfg: dict, model_dir: str | Path, dataset: str, data_root: str | Path, out: str | Path, *,
              family: str | None = None, model: str | None = None, variant: str | None = None, threads: int = 1,
              engine=None, tokenizer=None, log=print) -> dict:
@@ -389,36 +419,17 @@ def evaluate(cfg: dict, model_dir: str | Path, dataset: str, data_root: str | Pa
                                           code_timeout=ev["code_timeout"])
     grade_seconds = time.perf_counter() - t0
 
-    rows, correct = [], []
-    pos = 0
-    for p, rec in enumerate(records):
-        c = 0
-        for j in range(ev["n"]):
-            ids = flat_ids[pos]
-            finish = "stop" if ids and ids[-1] in stops else "length"
-            rows.append({"id": rec["id"], "sample": j, "dataset": dataset, "kind": kind, "prompt": prompt_texts[p],
-                         "completion": flat_text[pos], "extracted": extracted[pos],
-                         "gold": rec.get("answer") if kind == "math" else None, "grade": grades[pos],
-                         "response_tokens": len(ids), "finish": finish})
-            c += int(grades[pos] >= 1.0)
-            pos += 1
-        correct.append(c)
+    rows, correct = _completion_rows(records, prompt_texts, flat_ids, flat_text, extracted, grades, stops,
+                                     n=ev["n"], dataset=dataset, kind=kind)
     write_jsonl(out / "completions.jsonl", rows)
 
     n = ev["n"]
-    per_problem = [c / n for c in correct]
-    pass1 = sum(per_problem) / len(per_problem)
-    stderr = (math.sqrt(sum((x - pass1) ** 2 for x in per_problem) / (len(per_problem) - 1) / len(per_problem))
-              if len(per_problem) > 1 else None)
     lengths = [r["response_tokens"] for r in rows]
     gen_tokens = sum(lengths)
     summary = {
         "dataset": dataset, "kind": kind, "model": model, "variant": variant, "model_dir": str(model_dir),
-        "config_name": cfg["name"], "scale": cfg["scale"],
-        "pass@1": pass1, "pass@1_stderr": stderr,
-        "pass@k": {str(k): mean_pass_at_k(n, correct, k) for k in ev["k"]},
+        "config_name": cfg["name"], "scale": cfg["scale"], **_accuracy(correct, n, ev["k"]),
         "n_problems": len(records), "n_samples": n, "n_completions": len(rows),
-        "n_solved": sum(c > 0 for c in correct),
         "mean_response_tokens": gen_tokens / len(rows), "max_response_tokens": max(lengths),
         "truncated_fraction": sum(r["finish"] == "length" for r in rows) / len(rows),
         "answer_fraction": sum(r["extracted"] is not None and r["extracted"].strip() != "" for r in rows) / len(rows),
@@ -436,7 +447,7 @@ def evaluate(cfg: dict, model_dir: str | Path, dataset: str, data_root: str | Pa
     }
     write_json(out / "summary.json", summary)
     write_run_info(out, cfg, dataset=dataset, model_dir=str(model_dir), variant=variant, model=model)
-    log(f"[evaluate] {dataset}: pass@1 = {pass1:.4f} ({sum(correct)}/{len(rows)} correct samples), "
+    log(f"[evaluate] {dataset}: pass@1 = {summary['pass@1']:.4f} ({sum(correct)}/{len(rows)} correct samples), "
         f"mean response {summary['mean_response_tokens']:.0f} tokens, {summary['tokens_per_second'] or 0:.1f} tok/s, "
         f"wall {summary['wall_seconds']:.0f}s -> {out}")
     return summary
