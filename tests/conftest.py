@@ -125,3 +125,21 @@ def run_variant(env: dict, variant: str, out: Path | None = None, cfg: dict | No
 def env(train_env):
     """Short name of :func:`train_env` for the training tests."""
     return train_env
+
+
+class Killed(Exception):
+    """Raised by a test to stop a training run mid-way (a stand-in for a killed job)."""
+
+
+def with_train(env: dict, **train) -> dict:
+    """A copy of the train-test config with these ``train`` keys replaced."""
+    import json
+
+    cfg = json.loads(json.dumps(env["cfg"]))
+    cfg["train"].update(train)
+    return cfg
+
+
+def strip_timings(rows: list[dict]) -> list[dict]:
+    """Metrics rows without the timing / memory columns (those differ run to run)."""
+    return [{k: v for k, v in r.items() if k not in TIMING_METRICS} for r in rows]

@@ -39,6 +39,7 @@ def test_seeds_must_contain_seed(cfg):
         validate_config(bad)
 
 
+@pytest.mark.slow
 def test_a_seed_run_trains_with_its_seed(env, cfg):
     c = copy.deepcopy(env["cfg"])
     c["seeds"] = [c["seed"], 7]
@@ -49,6 +50,7 @@ def test_a_seed_run_trains_with_its_seed(env, cfg):
     assert rows0[0]["response_length"] != rows7[0]["response_length"] or rows0[0]["reward"] != rows7[0]["reward"]
 
 
+@pytest.mark.slow
 def test_dag_trains_and_evaluates_every_seed(tmp_path):
     raw = yaml.safe_load(open(REPO / "config" / "smoke.yaml"))
     raw["seeds"] = [raw.get("seed", 1234), 7]

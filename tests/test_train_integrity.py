@@ -9,21 +9,9 @@ from safetensors.torch import load_file
 
 from mpo.integrity import RunLock, RunLockedError
 from mpo.train.trainer import Trainer, TrainingDivergedError
-from conftest import TIMING_METRICS, run_variant as run
+from conftest import Killed, run_variant as run, strip_timings, with_train
 
-
-class Killed(Exception):
-    pass
-
-
-def _cfg(env, **train):
-    cfg = json.loads(json.dumps(env["cfg"]))
-    cfg["train"].update(train)
-    return cfg
-
-
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING_METRICS} for r in rows]
+pytestmark = pytest.mark.slow  # trains the smoke model (> 10 s): `make test`, not `make test-fast`
 
 
 def _kill_at(monkeypatch, step):
@@ -51,7 +39,7 @@ def _damage(path, how):
 @pytest.mark.parametrize("target,how", [("model", "zero64k"), ("optimizer.bin", "random")])
 def test_damaged_checkpoint_is_named_and_skipped(env, monkeypatch, capsys, target, how):
     """Newest checkpoint damaged -> resume from the one before, name the damaged one, end bit-identical."""
-    cfg = _cfg(env, steps=4, save_every=1, keep_checkpoints=3)
+    cfg = with_train(env, steps=4, save_every=1, keep_checkpoints=3)
     _, straight, out_a = run(env, "ppo", out=env["root"] / f"straight_{how}", cfg=cfg)
 
     out = env["root"] / f"damaged_{how}"
@@ -70,7 +58,7 @@ def test_damaged_checkpoint_is_named_and_skipped(env, monkeypatch, capsys, targe
     said = capsys.readouterr()
     assert f"{newest} is damaged" in said.out + said.err and files[0].name in said.out + said.err
     assert summary["resumed_from_step"] == 2
-    assert _strip(resumed) == _strip(straight)
+    assert strip_timings(resumed) == strip_timings(straight)
     a, b = load_file(str(out_a / "policy" / "model.safetensors")), load_file(str(out / "policy" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -78,7 +66,7 @@ def test_damaged_checkpoint_is_named_and_skipped(env, monkeypatch, capsys, targe
 def test_nan_weights_stop_naming_step_and_verified_checkpoint(env, monkeypatch):
     """A NaN weight from step 3's update stops the run at step 3 before anything is saved; the damaged newest
     checkpoint (step 2) is named and never called 'last good'."""
-    cfg = _cfg(env, steps=4, save_every=1, keep_checkpoints=3)
+    cfg = with_train(env, steps=4, save_every=1, keep_checkpoints=3)
     out = env["root"] / "nan_weights"
     orig = Trainer._update
 
@@ -104,7 +92,7 @@ def test_nan_weights_stop_naming_step_and_verified_checkpoint(env, monkeypatch):
 
 
 def test_nonfinite_logprobs_stop_the_run(env, monkeypatch):
-    cfg = _cfg(env, steps=3, save_every=0)
+    cfg = with_train(env, steps=3, save_every=0)
     out = env["root"] / "nan_logp"
     import mpo.train.trainer as tr
 
@@ -121,7 +109,7 @@ def test_nonfinite_logprobs_stop_the_run(env, monkeypatch):
 
 
 def test_second_trainer_on_a_run_folder_stops_at_once(env):
-    cfg = _cfg(env, steps=2)
+    cfg = with_train(env, steps=2)
     out = env["root"] / "locked"
     with RunLock(out):
         with pytest.raises(RunLockedError, match="another trainer"):

@@ -9,29 +9,15 @@ import torch
 from safetensors.torch import load_file
 
 from mpo.train.trainer import Trainer, TrainingDivergedError
-from conftest import REPO, TIMING_METRICS, run_variant as run
+from conftest import REPO, Killed, run_variant as run, strip_timings, with_train
 
 pytestmark = pytest.mark.slow  # trains the smoke model (> 10 s): `make test`, not `make test-fast`
-
-
-class Killed(Exception):
-    pass
-
-
-def _cfg(env, **train):
-    cfg = json.loads(json.dumps(env["cfg"]))
-    cfg["train"].update(train)
-    return cfg
-
-
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k not in TIMING_METRICS} for r in rows]
 
 
 @pytest.mark.parametrize("variant", ["mpo_k3", "dapo"])
 def test_resume_is_bitwise(env, monkeypatch, variant):
     """4 steps straight == 2 steps, killed, resumed, 2 more steps (weights, MTP modules and metrics)."""
-    cfg = _cfg(env, steps=4, save_every=2)
+    cfg = with_train(env, steps=4, save_every=2)
     _, straight, out_a = run(env, variant, out=env["root"] / f"straight_{variant}", cfg=cfg)
 
     out_b = env["root"] / f"killed_{variant}"
@@ -52,7 +38,7 @@ def test_resume_is_bitwise(env, monkeypatch, variant):
 
     summary, resumed, _ = run(env, variant, out=out_b, cfg=cfg)
     assert summary["resumed_from_step"] == 2 and [r["step"] for r in resumed] == [1, 2, 3, 4]
-    assert _strip(resumed) == _strip(straight)
+    assert strip_timings(resumed) == strip_timings(straight)
     a, b = load_file(str(out_a / "policy" / "model.safetensors")), load_file(str(out_b / "policy" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     if variant == "mpo_k3":
@@ -62,7 +48,7 @@ def test_resume_is_bitwise(env, monkeypatch, variant):
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(env, monkeypatch):
-    cfg = _cfg(env, steps=4, save_every=1)
+    cfg = with_train(env, steps=4, save_every=1)
     out = env["root"] / "nan"
     orig = Trainer._advantages
 

@@ -4,22 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from mpo.artifacts.common import (
-    DATASET_LABELS,
-    METHOD_LABELS,
-    MISSING,
-    NA,
-    ZERO_SHOT,
-    Table,
-    bench_path,
-    experiment,
-    fmt,
-    is_missing,
-    load_json,
-    load_metrics,
-    ours_source,
-    variant_params,
-)
+from mpo.artifacts.common import DATASET_LABELS, MISSING, NA, Table, experiment, fmt, ours_source, variant_params
 from mpo.artifacts.seeds import INTERVAL_NOTE, accuracy_cell
 from mpo.artifacts.table_helpers import PAPER, paper_value
 from mpo.reported import load_reported

@@ -8,22 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from mpo.artifacts.common import (
-    DATASET_LABELS,
-    METHOD_LABELS,
-    MISSING,
-    NA,
-    ZERO_SHOT,
-    Table,
-    bench_path,
-    experiment,
-    fmt,
-    is_missing,
-    load_json,
-    load_metrics,
-    ours_source,
-    variant_params,
-)
+from mpo.artifacts.common import MISSING, NA, Table, bench_path, experiment, fmt, load_json, load_metrics, ours_source, variant_params
 from mpo.artifacts.table_helpers import (
     PAPER,
     bench_ratio,
