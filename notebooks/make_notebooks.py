@@ -38,7 +38,7 @@ FIGURES = {
                "Reward, response length, approx. KL and clip fraction per step for PPO, GRPO, DAPO, GSPO and MPO "
                "(experiment `curves`)."),
     "regimes": ("MTP gradient regimes (beyond the paper)",
-                "MPO with `mtp_grad` hidden / detach / joint (METHOD.md section 4): reward, ratio variance, clip "
+                "MPO with `mtp_grad` hidden / detach / joint (docs/method.md §4): reward, ratio variance, clip "
                 "fraction, gradient norm, MTP top-1 over training, and final pass@1 (experiment `regimes`)."),
     "beyond_curves": ("Beyond token-level PPO: GRPO, TEMPO, MoT-G, PPO, MPO",
                       "Reward, response length and entropy per step of GRPO, TEMPO, MoT-G, PPO and MPO on the `main` "
