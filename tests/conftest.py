@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 import sys
@@ -7,6 +8,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+
+# tests/vllm_cpu needs the vLLM engine (`make test-vllm`, its own venv). Where vLLM is absent the folder is not even
+# entered: its conftest.py, imported as a second module named `conftest`, would shadow this one for the tests that
+# import helpers from here inside a function.
+if importlib.util.find_spec("vllm") is None:
+    collect_ignore = ["vllm_cpu"]
 
 
 def pytest_configure(config):
