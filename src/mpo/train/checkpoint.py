@@ -11,12 +11,12 @@ import json
 import shutil
 from pathlib import Path
 
-from mpo.integrity import newest_verified, write_manifest
+from mpo.integrity import MANIFEST, newest_verified, write_manifest
 from mpo.train.batch import PromptStream
 from mpo.train.errors import TrainSetupError
 
 CKPT_PREFIX = "step_"
-COMPLETE_MARKER = "COMPLETE"
+COMPLETE_MARKER = MANIFEST  # a checkpoint is complete once its manifest exists
 
 
 class Progress:
@@ -43,12 +43,6 @@ class Progress:
         self.stream.load_state_dict(state["stream"])
         for s, st in zip(self.schedulers, state["schedulers"]):
             s.load_state_dict(st)
-
-
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest checkpoint with a manifest (not verified: see :func:`last_good_checkpoint`)."""
-    done = sorted(p for p in root.glob(f"{CKPT_PREFIX}*") if (p / COMPLETE_MARKER).is_file())
-    return done[-1] if done else None
 
 
 def last_good_checkpoint(root: Path) -> tuple[Path | None, list[tuple[Path, list[str]]]]:

@@ -39,7 +39,7 @@ from mpo.config import config_hash
 from mpo.integrity import RunLock, nonfinite_parameters
 from mpo.train import checkpoint, fsdp, methods, metrics, mixture, setup
 from mpo.train.batch import Batch, PromptStream, load_train_records, prepare_prompts
-from mpo.train.checkpoint import CKPT_PREFIX, COMPLETE_MARKER, Progress, latest_checkpoint  # noqa: F401 - public
+from mpo.train.checkpoint import CKPT_PREFIX, COMPLETE_MARKER, Progress  # noqa: F401 - public
 from mpo.train.dist import Dist
 from mpo.train.errors import TrainingDivergedError, TrainSetupError
 from mpo.train.sampling import Sampler, collect_batch, sub_seed  # noqa: F401 - public
