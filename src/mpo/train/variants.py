@@ -42,22 +42,22 @@ __all__ = ["METHODS", "METHOD_DEFAULTS", "VARIANT_KEYS", "VariantError", "canoni
            "resolve_variant", "run_dir", "trained_variants", "variants_of"]
 
 # Per-method defaults. `None` = take the train section's value.
+_GRPO_DEFAULTS = dict(advantage="grpo", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="seq-mean-token-mean",
+                      kl_loss_coef=1e-3, group_size=None, dynamic_sampling=False, overlong_shaping=False)
 METHOD_DEFAULTS: dict[str, dict] = {
     "ppo": dict(advantage="gae", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="token-mean",
                 kl_loss_coef=0.0, group_size=1, dynamic_sampling=False, overlong_shaping=False),
     "mpo": dict(advantage="gae", ratio="block", clip_low=0.2, clip_high=0.2, loss_agg="token-mean",
                 kl_loss_coef=0.0, group_size=1, dynamic_sampling=False, overlong_shaping=False,
                 K=5, gamma=0.7, mtp_share=0.2, mtp_grad="hidden", ratio_form="weighted_log_sum"),
-    "grpo": dict(advantage="grpo", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="seq-mean-token-mean",
-                 kl_loss_coef=1e-3, group_size=None, dynamic_sampling=False, overlong_shaping=False),
+    "grpo": _GRPO_DEFAULTS,
     "dapo": dict(advantage="grpo", ratio="token", clip_low=0.2, clip_high=0.28, loss_agg="token-mean",
                  kl_loss_coef=0.0, group_size=None, dynamic_sampling=True, overlong_shaping=True),
     "gspo": dict(advantage="grpo", ratio="sequence", clip_low=3e-4, clip_high=4e-4, loss_agg="seq-mean-token-mean",
                  kl_loss_coef=0.0, group_size=None, dynamic_sampling=False, overlong_shaping=False),
-    "tempo": dict(advantage="tempo", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="seq-mean-token-mean",
-                  kl_loss_coef=1e-3, group_size=None, dynamic_sampling=False, overlong_shaping=False),
-    "mot_grpo": dict(advantage="grpo", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="seq-mean-token-mean",
-                     kl_loss_coef=1e-3, group_size=None, dynamic_sampling=False, overlong_shaping=False),
+    # beyond the paper: GRPO with TEMPO's per-token advantages; GRPO on mixture-of-token rollouts
+    "tempo": {**_GRPO_DEFAULTS, "advantage": "tempo"},
+    "mot_grpo": dict(_GRPO_DEFAULTS),
 }
 # methods whose advantages come from groups of responses (no critic)
 GROUP_METHODS = ("grpo", "dapo", "gspo", "tempo", "mot_grpo")
