@@ -21,4 +21,5 @@ include: "workflow/rules/bench.smk"
 rule all:
     default_target: True
     input:
-        ALL_TARGETS,
+        # config `targets` (e.g. the default config: the main comparison only); null: everything
+        _art.default_targets(config, RESULTS, ALL_TARGETS, list(rules.data.input) + list(rules.models.input)),

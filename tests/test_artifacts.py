@@ -133,6 +133,9 @@ def test_every_table_of_an_empty_results_root_is_missing(cfg, tmp_path):
             assert all(r[c] in (MISSING, NA) for c in numeric), (name, r)
             assert any(r[c] == MISSING for c in numeric), (name, r)
         paper = [r for r in t.rows if str(r.get("Source", "")).startswith("paper")]
+        if name == "main_comparison":  # the paper gives no GSM8K/MATH numbers for every method (Figure 3: bars only)
+            assert not paper
+            continue
         assert paper and all(r[c] != MISSING for r in paper for c in numeric), name
 
 
@@ -409,7 +412,7 @@ def test_registry_every_artifact_has_a_caption_builder_and_known_needs():
     names = {a.rule_name for a in registry.ARTIFACTS}
     assert {f"table{i}" for i in (1, 2, 3, 4, 5, 6, 7)} | {"table5a", "table5b", "fig3", "fig7", "beyond_table"} <= names
     g = registry.groups()
-    assert g["main_results"] == ["table1", "fig3"] and g["efficiency"] == ["table2", "table3"]
+    assert g["main_results"] == ["table1", "fig3", "main_comparison"] and g["efficiency"] == ["table2", "table3"]
     assert g["beyond"] == ["beyond_table", "beyond_curves"] and set(g["artifacts"]) == names
     assert "table4" not in registry.REFERENCE_NAMES and "beyond" in registry.REFERENCE_NAMES
 

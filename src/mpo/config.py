@@ -115,6 +115,18 @@ def _check_names(cfg: dict) -> None:
     if cfg.get("seeds") and int(cfg["seed"]) not in [int(x) for x in cfg["seeds"]]:
         raise ConfigError(f"at 'seeds': {cfg['seeds']} does not contain 'seed' ({cfg['seed']}), whose runs are the "
                           "plain <variant> runs")
+    if cfg.get("targets"):
+        from mpo.artifacts.registry import ARTIFACT_NAMES, groups
+
+        known = list(groups()) + ARTIFACT_NAMES
+        for t in cfg["targets"]:
+            if t not in known:
+                raise ConfigError(f"at 'targets': '{t}' is not a named target (known: {', '.join(known)})")
+    for name, e in (cfg.get("experiments") or {}).items():
+        own = (e or {}).get("seeds")
+        if own and int(cfg["seed"]) not in [int(x) for x in own]:
+            raise ConfigError(f"at 'experiments.{name}.seeds': {own} does not contain 'seed' ({cfg['seed']}), whose "
+                              "runs are the plain <variant> runs every experiment shares")
     for d in cfg["warmup"]["datasets"]:
         if d not in cfg["datasets"]:
             raise ConfigError(f"at 'warmup.datasets': '{d}' is not a configured dataset ({list(cfg['datasets'])})")

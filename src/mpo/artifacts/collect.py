@@ -52,8 +52,14 @@ def _mean(s: pd.Series | None) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+FIG3_COLUMNS = ["model", "dataset", "variant", "method", "label", "pass_at_1", "lo", "hi", "n_problems", "n_seeds",
+                "status"]
+
+
 def fig3_data(cfg: dict, results) -> pd.DataFrame:
-    """pass@1 on GSM8K and MATH of zero-shot and every method of the `main` experiment."""
+    """pass@1 on GSM8K and MATH of zero-shot and every method of the `main` experiment: the mean over the
+    experiment's seeds with its 95 % interval (``lo``/``hi``, :func:`mpo.artifacts.seeds.accuracy`; empty with one
+    seed) and n = ``n_problems`` x ``n_seeds``."""
     e = experiment(cfg, "main")
     cols = ([ZERO_SHOT] if e.zero_shot else []) + e.variants
     rows = []
@@ -64,10 +70,16 @@ def fig3_data(cfg: dict, results) -> pd.DataFrame:
                         else {k: _vinfo(cfg, v)[k] for k in ("variant", "method", "label")})
                 if sum(variant_params(cfg, x)["method"] == info["method"] for x in e.variants) <= 1 or v == ZERO_SHOT:
                     info["label"] = METHOD_LABELS.get(info["method"], info["method"].upper())
-                p1 = eval_pass1(results, m, d, v, cfg) if d in e.datasets else None
-                rows.append({"model": m, "dataset": d, **info, "pass_at_1": p1,
-                             "status": OK if p1 is not None else MISSING})
-    return pd.DataFrame(rows, columns=["model", "dataset", "variant", "method", "label", "pass_at_1", "status"])
+                acc = accuracy(results, m, d, v, cfg) if d in e.datasets else None
+                iv = acc[0] if acc else None
+                rows.append({"model": m, "dataset": d, **info, "pass_at_1": iv.mean if iv else None,
+                             "lo": iv.lo if iv else None, "hi": iv.hi if iv else None,
+                             "n_problems": acc[1] if acc else None, "n_seeds": acc[2] if acc else None,
+                             "status": OK if iv is not None else MISSING})
+    out = pd.DataFrame(rows, columns=FIG3_COLUMNS)
+    for c in ("n_problems", "n_seeds"):
+        out[c] = out[c].astype("Int64")
+    return out
 
 
 FIG4_COLUMNS = ["model", "dataset", "variant", "label", "mtp_share", "K", "gamma", "step", "ratio_var",
@@ -236,8 +248,30 @@ def _long_metrics(cfg: dict, results, exp: str, metrics: list[str]) -> list[dict
 
 
 def curves_data(cfg: dict, results) -> pd.DataFrame:
-    """Reward, response length, approx. KL and clip fraction per step for every method of the `curves` experiment."""
-    return pd.DataFrame(_long_metrics(cfg, results, "curves", CURVE_METRICS), columns=LONG_COLUMNS)
+    """Reward, response length, approx. KL and clip fraction per step for every method of the `curves` experiment:
+    the mean over the experiment's seeds, with a 95 % Student-t interval over seeds (``lo``/``hi``; empty with one
+    seed) and ``n_seeds``."""
+    from mpo.artifacts.collect_beyond import BEYOND_COLUMNS, over_seeds, seed_runs
+
+    e = experiment(cfg, "curves")
+    rows = []
+    for m in e.models:
+        for d in e.datasets:
+            for v in e.variants:
+                info = _vinfo(cfg, v)
+                base = {"model": m, "dataset": d, "variant": v, "method": info["method"], "label": info["label"]}
+                runs = seed_runs(cfg, results, m, d, v)
+                if not runs:
+                    rows.append({**base, "status": MISSING})
+                    continue
+                for metric in CURVE_METRICS:
+                    for step, iv in over_seeds(runs, metric):
+                        rows.append({**base, "step": step, "metric": metric, "value": iv.mean, "lo": iv.lo,
+                                     "hi": iv.hi, "n_seeds": iv.n, "status": OK})
+    out = pd.DataFrame(rows, columns=BEYOND_COLUMNS)
+    for c in ("step", "n_seeds"):
+        out[c] = out[c].astype("Int64")
+    return out
 
 
 REGIME_METRICS = ["reward", "ratio_var", "clip_frac", "grad_norm", "mtp_top1/k1"]

@@ -48,7 +48,7 @@ def seed_runs(cfg: dict, results, model: str, dataset: str, variant: str) -> lis
     return out
 
 
-def _over_seeds(runs: list[pd.DataFrame], metric: str) -> list[tuple[int, stats.Interval]]:
+def over_seeds(runs: list[pd.DataFrame], metric: str) -> list[tuple[int, stats.Interval]]:
     """(step, mean over seeds with t interval) of `metric` for the steps any seed logged."""
     vals: dict[int, list[float]] = {}
     for df in runs:
@@ -79,7 +79,7 @@ def beyond_curves_data(cfg: dict, results) -> pd.DataFrame:
                     rows.append({**base, "status": MISSING})
                     continue
                 for metric in BEYOND_METRICS:
-                    for step, iv in _over_seeds(runs, metric):
+                    for step, iv in over_seeds(runs, metric):
                         rows.append({**base, "step": step, "metric": metric, "value": iv.mean, "lo": iv.lo,
                                      "hi": iv.hi, "n_seeds": iv.n, "status": OK})
     out = pd.DataFrame(rows, columns=BEYOND_COLUMNS)

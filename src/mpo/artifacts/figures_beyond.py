@@ -101,8 +101,9 @@ def curves(df: pd.DataFrame, meta: dict) -> Figure:
     from mpo.artifacts.collect import CURVE_METRICS
 
     return _curves_page(df, meta, CURVE_METRICS, "Training curves of every method (beyond the paper)",
-                        "thin: per step; thick: centred moving average (window n/10). No paper values: the paper shows "
-                        "no training curves.")
+                        "thin: mean over the experiment's seeds per step (band: 95 % Student-t interval over seeds, "
+                        "drawn with 2+ seeds); thick: centred moving average (window n/10). No paper values: the paper "
+                        "shows no training curves.")
 
 
 def beyond_curves(df: pd.DataFrame, meta: dict) -> Figure:

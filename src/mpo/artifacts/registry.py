@@ -47,6 +47,14 @@ class Artifact:
     def rule_name(self) -> str:
         return self.rule or self.name
 
+    @property
+    def experiment(self) -> str | None:
+        """The experiment whose runs this artifact reads (its seeds are the ones it reports), None without runs."""
+        names = list(dict.fromkeys(n.experiment for n in self.needs if n.experiment))
+        if len(names) > 1:
+            raise ValueError(f"artifact {self.name!r} reads several experiments {names}: its seeds would be ambiguous")
+        return names[0] if names else None
+
     def builder(self):
         return _resolve(self.build)
 
@@ -81,6 +89,7 @@ _EFFICIENCY = (Need("runs", "efficiency"), Need("bench"))
 ARTIFACTS: list[Artifact] = [
     _table("table1", (Need("evals", "main", ("code",), True),), "Main results", ["main_results"]),
     _fig("fig3", (Need("evals", "main", ("gsm8k", "math"), True),), _PAPER_F, "Main results", ["main_results"]),
+    _table("main_comparison", (Need("evals", "main", None, True),), "Main results", ["main_results"]),
     _table("table2", _EFFICIENCY, "Efficiency", ["efficiency"]),
     _table("table3", _EFFICIENCY, "Efficiency", ["efficiency"]),
     _table("table4", (Need("data"), Need("tokenizer")), "Datasets", reference=False),

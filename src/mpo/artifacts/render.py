@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mpo.artifacts import collect, registry
 from mpo.artifacts.common import write_frame_csv, write_table
+from mpo.artifacts.seeds import for_experiment
 
 TABLE_NAMES = list(registry.TABLE_NAMES)
 FIGURE_NAMES = list(registry.FIGURE_NAMES)
@@ -19,12 +20,14 @@ ARTIFACTS = list(registry.ARTIFACT_NAMES)
 
 def render_table(name: str, cfg: dict, results, out_md, out_csv) -> str:
     """Build table `name` from the results root and write it; returns the Markdown."""
-    table = registry.get(name).builder()(cfg, results)
+    a = registry.get(name)
+    table = a.builder()(for_experiment(cfg, a.experiment), results)
     return write_table(table, cfg, out_md, out_csv)
 
 
 def figure_data(name: str, cfg: dict, results):
-    return registry.get(name).collector()(cfg, results)
+    a = registry.get(name)
+    return a.collector()(for_experiment(cfg, a.experiment), results)
 
 
 def plot_figure(name: str, df, cfg: dict):

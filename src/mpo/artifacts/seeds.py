@@ -26,11 +26,20 @@ N_BOOT = 10_000
 BOOT_SEED = 0  # fixed: a table renders identically every time
 
 
-def seed_list(cfg: dict) -> list[int]:
-    """Training seeds of a config: ``seeds`` if given, else [``seed``] (:func:`mpo.train.variants.seeds_of`)."""
+def seed_list(cfg: dict, experiment: str | None = None) -> list[int]:
+    """Training seeds of a config: ``seeds`` if given, else [``seed``]; with `experiment`, its own
+    ``experiments.<name>.seeds`` when set (:func:`mpo.train.variants.seeds_of`)."""
     from mpo.train.variants import seeds_of
 
-    return seeds_of(cfg)
+    return seeds_of(cfg, experiment)
+
+
+def for_experiment(cfg: dict, experiment: str | None) -> dict:
+    """`cfg` with ``seeds`` set to `experiment`'s seeds: what an artifact of that experiment renders from (a table
+    reads exactly the seeds its experiment trains, never whatever other runs happen to lie in the folder)."""
+    if not experiment:
+        return cfg
+    return {**cfg, "seeds": seed_list(cfg, experiment)}
 
 
 def seed_variant(cfg: dict, variant: str, seed: int) -> str:

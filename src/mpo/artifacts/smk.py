@@ -27,8 +27,8 @@ def inputs(config: dict, results: str, experiment: str, kind: str, datasets=None
     kind: "runs" (metrics.jsonl of the training runs), "evals" (evaluation summary.json; with zero_shot=True also the
     untrained model's when the experiment asks for it), "warmups" (the MTP warm-up directory models/<model>/mtp_k<K>,
     which holds metrics.json, per model and K > 1). `variants` replaces the experiment's variants (those the config
-    does not define are skipped: their cells read MISSING). Every seed of the config's ``seeds`` has its own run
-    (mpo.artifacts.seeds.seed_variant).
+    does not define are skipped: their cells read MISSING). Every seed of the experiment's ``seeds`` (else the
+    config's) has its own run (mpo.artifacts.seeds.seed_variant).
     """
 
     def files(wildcards=None):
@@ -39,13 +39,14 @@ def inputs(config: dict, results: str, experiment: str, kind: str, datasets=None
             out += [str(art.eval_dir(results, m, d, art.ZERO_SHOT) / "summary.json") for m in e.models for d in keep]
         vs = e.variants if variants is None else [v for v in variants if v in (config.get("variants") or {})]
         for m, d, v in ((m, d, v) for m in e.models for d in keep for v in vs):
-            out += _run_files(config, results, kind, m, d, v)
+            out += _run_files(config, results, kind, m, d, v, experiment)
         return list(dict.fromkeys(out))
 
     return files
 
 
-def _run_files(config: dict, results: str, kind: str, m: str, d: str, v: str) -> list[str]:
+def _run_files(config: dict, results: str, kind: str, m: str, d: str, v: str, experiment: str | None = None
+               ) -> list[str]:
     from mpo.artifacts.seeds import seed_list, seed_variant
 
     if kind == "warmups":  # the warm-up's output directory (it holds metrics.json), as rule train uses it
@@ -54,7 +55,7 @@ def _run_files(config: dict, results: str, kind: str, m: str, d: str, v: str) ->
     if kind not in ("runs", "evals"):
         raise ValueError(f"unknown input kind {kind!r}")
     out = []
-    for s in seed_list(config):
+    for s in seed_list(config, experiment):
         name = seed_variant(config, v, s)  # an alias resolves to its target's run, per seed (mpo_k5_seed7 -> mpo_seed7)
         if kind == "runs":
             out.append(str(art.run_dir(results, m, d, name, config) / "metrics.jsonl"))
@@ -101,6 +102,18 @@ def output_paths(results: str, name: str) -> list[str]:
 def group_inputs(results: str, group: str) -> list[str]:
     """Every output of the artifacts of a named target (registry.groups(): main_results, efficiency, artifacts...)."""
     return [p for rule in registry.groups()[group] for p in output_paths(results, _by_rule(rule).name)]
+
+
+def default_targets(config: dict, results: str, everything: list[str], always: list[str]) -> list[str]:
+    """What rule all builds: `everything` when the config's ``targets`` is null, else `always` (prepared data and
+    models) plus the outputs of each named target -- a group of :func:`registry.groups` or one artifact."""
+    if not config.get("targets"):
+        return list(everything)
+    named = registry.groups()
+    out = list(always)
+    for t in config["targets"]:
+        out += group_inputs(results, t) if t in named else output_paths(results, t)
+    return list(dict.fromkeys(out))
 
 
 def _by_rule(rule: str) -> registry.Artifact:

@@ -20,7 +20,7 @@ from mpo.artifacts.common import Rendered
 from mpo.artifacts.registry import REFERENCE_NAMES, TABLE_NAMES
 from mpo.artifacts.tables_ablation import grid_layout, table5, table5a, table5b, table6  # noqa: F401
 from mpo.artifacts.tables_beyond import beyond  # noqa: F401
-from mpo.artifacts.tables_main import load_bench, table1, table2, table3  # noqa: F401
+from mpo.artifacts.tables_main import load_bench, main_comparison, table1, table2, table3  # noqa: F401
 
 
 def table4(cfg: dict, results) -> Rendered:

@@ -39,7 +39,7 @@ from pathlib import Path
 from mpo.enums import ADV_ESTIMATOR_NAMES, GROUP_ADVANTAGES, LOSS_AGGS, METHODS, MTP_GRAD_MODES, RATIO_FORMS
 
 __all__ = ["METHODS", "METHOD_DEFAULTS", "VARIANT_KEYS", "VariantError", "canonical_variant", "mtp_dir_for",
-           "resolve_variant", "run_dir", "trained_variants", "variants_of"]
+           "resolve_variant", "run_dir", "seeds_of", "all_seeds", "trained_variants", "variants_of"]
 
 # Per-method defaults. `None` = take the train section's value.
 _GRPO_DEFAULTS = dict(advantage="grpo", ratio="token", clip_low=0.2, clip_high=0.2, loss_agg="seq-mean-token-mean",
@@ -83,18 +83,31 @@ def variants_of(cfg: dict) -> dict[str, dict]:
     return dict(cfg.get("variants") or {})
 
 
-def seeds_of(cfg: dict) -> list[int]:
-    """Training seeds: ``seeds`` when the config lists several (the first is ``seed``), else [``seed``]."""
-    return [int(s) for s in (cfg.get("seeds") or [cfg["seed"]])]
+def seeds_of(cfg: dict, experiment: str | None = None) -> list[int]:
+    """Training seeds: ``seeds`` when the config lists several (the first is ``seed``), else [``seed``].
+
+    With `experiment`, that experiment's own ``experiments.<name>.seeds`` when set (e.g. three seeds for the main
+    comparison while the ablations keep one), else the config's."""
+    own = ((cfg.get("experiments") or {}).get(experiment) or {}).get("seeds") if experiment else None
+    return [int(s) for s in (own or cfg.get("seeds") or [cfg["seed"]])]
+
+
+def all_seeds(cfg: dict) -> list[int]:
+    """Every seed some run trains with: the config's seeds, then each experiment's own, in config order."""
+    out = seeds_of(cfg)
+    for name in cfg.get("experiments") or {}:
+        out += [s for s in seeds_of(cfg, name) if s not in out]
+    return out
 
 
 def split_seed(cfg: dict, name: str) -> tuple[str, int | None]:
     """``ppo_seed7`` -> (``ppo``, 7) when ``ppo`` is a variant and 7 one of the config's further seeds; else (name, None).
 
-    Run names: the config's ``seed`` trains ``<variant>``; every further seed ``s`` of ``seeds`` trains
-    ``<variant>_seed<s>`` beside it, with the same spec and ``s`` as its seed."""
+    Run names: the config's ``seed`` trains ``<variant>``; every further seed ``s`` of ``seeds`` (or of an
+    experiment's ``seeds``: :func:`all_seeds`) trains ``<variant>_seed<s>`` beside it, with the same spec and ``s``
+    as its seed."""
     m = _SEED_SUFFIX.match(name)
-    if m and m["base"] in variants_of(cfg) and int(m["seed"]) in seeds_of(cfg) and int(m["seed"]) != int(cfg["seed"]):
+    if m and m["base"] in variants_of(cfg) and int(m["seed"]) in all_seeds(cfg) and int(m["seed"]) != int(cfg["seed"]):
         return m["base"], int(m["seed"])
     return name, None
 
@@ -119,7 +132,7 @@ def canonical_variant(cfg: dict, name: str) -> str:
 def trained_variants(cfg: dict) -> list[str]:
     """Run names that train: every non-alias variant, in config order, then each with every further seed."""
     names = [n for n, v in variants_of(cfg).items() if not (v or {}).get("alias")]
-    extra = [s for s in seeds_of(cfg) if s != int(cfg["seed"])]
+    extra = [s for s in all_seeds(cfg) if s != int(cfg["seed"])]
     return names + [f"{n}_seed{s}" for s in extra for n in names]
 
 
