@@ -188,3 +188,40 @@ def test_figures_3_and_curves_aggregate_the_experiments_seeds(tmp_path):
     ppo = f3[(f3["dataset"] == "gsm8k") & (f3["variant"] == "ppo")].iloc[0]
     assert ppo["n_seeds"] == 1 and ppo["pass_at_1"] == pytest.approx(s["pass@1"])
     assert ppo["lo"] is None or ppo["lo"] != ppo["lo"]  # no interval with one seed (None or NaN)
+
+
+def test_one_seed_gets_a_problems_only_interval_and_methods_pair_with_zero_shot(tmp_path):
+    """One seed with per-problem grades: a bootstrap interval over problems, marked †. Against zero-shot (evaluated
+    once) each seed of a method pairs with the same untrained grades; table main_comparison prints both tests."""
+    import json
+    import shutil
+
+    from mpo.artifacts import seeds as S
+    from mpo.artifacts import tables
+
+    fixture = REPO / "tests" / "fixtures" / "runs"
+    base = load_config(fixture / "config.yaml")
+    cell = S.accuracy_cell(fixture, "tiny-a", "code", "grpo", base)
+    assert "± " in cell and S.PROBLEMS_ONLY in cell and "x1)" in cell, cell
+
+    root = tmp_path / "r"
+    shutil.copytree(fixture, root, ignore=shutil.ignore_patterns("baseline"))
+    ev = root / "eval" / "tiny-a" / "code"
+    shutil.copytree(ev / "grpo", ev / "grpo_seed7")
+    rows = [json.loads(x) for x in (ev / "grpo" / "completions.jsonl").read_text().splitlines() if x.strip()]
+    (ev / "grpo_seed7" / "completions.jsonl").write_text("".join(json.dumps({**r, "grade": 1.0}) + "\n" for r in rows))
+    two = S.for_experiment(_main_seeds(base, [base["seed"], 7]), "main")  # what render does for a main artifact
+    zs = S.seed_evals(root, "tiny-a", "code", "zero_shot", two)[0]
+    g1 = S.seed_evals(root, "tiny-a", "code", "grpo", two)
+    assert len(g1) == 2
+    t = S.paired(root, "tiny-a", "code", "grpo", "zero_shot", two)
+    assert t.n_seeds == 2 and t.n_problems == len(zs.scores)
+    want = sum(sum(e.scores[p] for e in g1) / 2 - zs.scores[p] for p in zs.scores) / len(zs.scores)
+    assert t.diff == pytest.approx(want) and t.lo > 0
+
+    table = tables.main_comparison(two, root)
+    row = next(r for r in table.rows if r["Dataset"] == "code" and r["Method"] == "GRPO")
+    assert row["− zero-shot (paired)"].startswith(f"{want:+.3f}") and "(n=" in row["− zero-shot (paired)"]
+    assert "x2)" in row["pass@1"] and S.PROBLEMS_ONLY not in row["pass@1"]
+    zrow = next(r for r in table.rows if r["Dataset"] == "code" and r["Method"] == "Zero-shot")
+    assert zrow["− zero-shot (paired)"] == "–" and zrow["− PPO (paired)"] == "–"

@@ -101,18 +101,23 @@ def accuracy(results, model: str, dataset: str, variant: str, cfg: dict
         return None
     n_problems = evals[0].n_problems
     grid = _by_problem(evals)
-    if len(evals) >= 2 and grid:
+    if grid:  # one seed: the interval covers problem sampling only (the cell marks it with PROBLEMS_ONLY)
         return stats.cluster_mean_ci(grid, n_boot=N_BOOT, seed=BOOT_SEED), len(grid), len(evals)
     return stats.mean_ci([e.pass1 for e in evals]), n_problems, len(evals)
 
 
 def accuracy_cell(results, model: str, dataset: str, variant: str | None, cfg: dict, digits: int = 3) -> str:
-    """'0.412 ± 0.031 (n=16x3)', '0.412 (n=16x1)' with one seed, MISSING without an evaluation."""
+    """'0.412 ± 0.031 (n=16x3)'; with one seed '0.412 ± 0.120† (n=16x1)' (†: over problems only) when per-problem
+    grades exist, else '0.412 (n=16x1)'; MISSING without an evaluation."""
     acc = accuracy(results, model, dataset, variant, cfg) if variant else None
     if acc is None:
         return MISSING
     iv, n_problems, n_seeds = acc
-    return f"{stats.format_interval(iv, digits)} (n={n_problems if n_problems is not None else '?'}x{n_seeds})"
+    mark = PROBLEMS_ONLY if n_seeds == 1 and iv.lo is not None else ""
+    return f"{stats.format_interval(iv, digits)}{mark} (n={n_problems if n_problems is not None else '?'}x{n_seeds})"
+
+
+PROBLEMS_ONLY = "†"
 
 
 def paired(results, model: str, dataset: str, a: str | None, b: str | None, cfg: dict) -> stats.PairedTest | None:
@@ -122,6 +127,8 @@ def paired(results, model: str, dataset: str, a: str | None, b: str | None, cfg:
         return None
     ea = {e.seed: e for e in seed_evals(results, model, dataset, a, cfg)}
     eb = {e.seed: e for e in seed_evals(results, model, dataset, b, cfg)}
+    if b == ZERO_SHOT and eb:  # the untrained model is evaluated once: the same grades pair with every seed of a
+        eb = {s: next(iter(eb.values())) for s in ea}
     both = [s for s in ea if s in eb]
     ga, gb = _by_problem([ea[s] for s in both]), _by_problem([eb[s] for s in both])
     if not ga or not gb:
@@ -138,9 +145,10 @@ def paired_cell(results, model: str, dataset: str, a: str | None, b: str | None,
 
 
 INTERVAL_NOTE = (
-    "Our accuracy cells: mean pass@1 (n = test problems x training seeds); with several seeds ± the half-width of a"
-    " 95 % percentile bootstrap interval over problems (each problem resampled with all its seeds; Student-t over the"
-    " per-seed pass@1 when per-problem grades are absent); with one seed no interval is given (n=Px1). MPO − PPO:"
-    " paired bootstrap over the (problem, seed) pairs both methods were evaluated on — difference, 95 % interval,"
-    " two-sided p; `within noise` when the interval contains 0."
+    "Our accuracy cells: mean pass@1 (n = test problems x training seeds) ± the half-width of a 95 % percentile"
+    " bootstrap interval over problems (each problem resampled with all its seeds; Student-t over the per-seed pass@1"
+    " when per-problem grades are absent). With one seed (n=Px1) the interval is marked †: it covers the sampling of"
+    " test problems only, not the run-to-run spread of training. MPO − PPO: paired bootstrap over the (problem, seed)"
+    " pairs both methods were evaluated on — difference, 95 % interval, two-sided p; `within noise` when the interval"
+    " contains 0."
 )
