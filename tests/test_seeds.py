@@ -118,9 +118,9 @@ def test_an_artifact_reports_exactly_its_experiments_seeds(tmp_path):
         return row.split("|")[6]  # Model, Source, Zero-shot, GRPO, DAPO, PPO
 
     two = ppo_cell(_main_seeds(base, [base["seed"], 7]))
-    assert "x2)" in two and "±" in two, two
+    assert "x2)" in two and "±" in two and "†" not in two, two
     one = ppo_cell(_main_seeds(base, None))
-    assert "x1)" in one and "±" not in one, one
+    assert "x1)" in one and "†" in one, one  # one seed: an interval over problems only
 
 
 def test_rule_all_builds_the_configs_targets_only(cfg):
