@@ -225,3 +225,29 @@ def test_one_seed_gets_a_problems_only_interval_and_methods_pair_with_zero_shot(
     assert "x2)" in row["pass@1"] and S.PROBLEMS_ONLY not in row["pass@1"]
     zrow = next(r for r in table.rows if r["Dataset"] == "code" and r["Method"] == "Zero-shot")
     assert zrow["− zero-shot (paired)"] == "–" and zrow["− PPO (paired)"] == "–"
+
+
+def test_main_comparison_ratio_statistics_use_signal_steps_over_seeds(tmp_path):
+    """The ratio-variance cell averages only steps with non-zero advantages, per seed, then over seeds."""
+    import json
+    import shutil
+
+    from mpo.artifacts import seeds as S
+    from mpo.artifacts import tables
+
+    fixture = REPO / "tests" / "fixtures" / "runs"
+    root = tmp_path / "r"
+    shutil.copytree(fixture, root, ignore=shutil.ignore_patterns("baseline"))
+    runs = root / "runs" / "tiny-a" / "gsm8k"
+    shutil.copytree(runs / "ppo", runs / "ppo_seed7")
+    rows = [json.loads(x) for x in (runs / "ppo" / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    # seed 7: ratio variance 1.0 on signal steps, 1000 on one zero-advantage step (must be left out)
+    new = [{**r, "block_ratio_var": 1.0, "adv_nonzero_frac": 0.5} for r in rows]
+    new[0] = {**new[0], "block_ratio_var": 1000.0, "adv_nonzero_frac": 0.0}
+    (runs / "ppo_seed7" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
+    cfg = S.for_experiment(_main_seeds(load_config(fixture / "config.yaml"), [1234, 7]), "main")
+    row = next(r for r in tables.main_comparison(cfg, root).rows if r["Dataset"] == "gsm8k" and r["Method"] == "PPO")
+    base = [r["block_ratio_var"] for r in rows]  # the fixture's seed-1234 run logs no advantage signal: every step counts
+    want = (sum(base) / len(base) + 1.0) / 2
+    assert row["ratio variance"].startswith(f"{want:.2e} ± "), row["ratio variance"]
+    assert f"({len(base) + len(rows) - 1} steps, 2 seeds)" in row["ratio variance"]

@@ -115,7 +115,7 @@ FIG6_COLUMNS = ["model", "dataset", "variant", "label", "mtp_share", "K", "gamma
                 "interval_over", "eval_status", "run_status"]
 
 
-def _step_stats(runs: list[pd.DataFrame], col_of) -> dict:
+def step_stats(runs: list[pd.DataFrame], col_of) -> dict:
     """Mean of a per-step metric over the steps with non-zero advantages, with a 95 % t interval: over the seeds'
     run means with 2+ seeds, else over the steps of the one run."""
     per_run, steps = [], []
@@ -146,8 +146,8 @@ def fig6_data(cfg: dict, results) -> pd.DataFrame:
                 info = _vinfo(cfg, v)
                 acc = accuracy(results, m, d, v, cfg)
                 runs = seed_runs(cfg, results, m, d, v)
-                rv = _step_stats(runs, ratio_var_column)
-                cf = _step_stats(runs, lambda df: "clip_frac" if "clip_frac" in df.columns else None)
+                rv = step_stats(runs, ratio_var_column)
+                cf = step_stats(runs, lambda df: "clip_frac" if "clip_frac" in df.columns else None)
                 rows.append({
                     "model": m, "dataset": d, "variant": v, "label": info["label"], "mtp_share": info["mtp_share"],
                     "K": info["K"], "gamma": info["gamma"], "pass_at_1": acc[0].mean if acc else None,

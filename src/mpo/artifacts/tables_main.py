@@ -80,6 +80,7 @@ def main_comparison(cfg: dict, results) -> Table:
     cols = method_columns(cfg, e.variants, e.zero_shot)
     ppo = first_variant(cfg, e.variants, "ppo")
     vs_zs, vs_ppo = "− zero-shot (paired)", "− PPO (paired)"
+    rv_col, cf_col = "ratio variance", "clip fraction"
     rows = []
     for m in e.models:
         for d in e.datasets + e.skipped_datasets:
@@ -92,15 +93,41 @@ def main_comparison(cfg: dict, results) -> Table:
                                                else MISSING)
                 row[vs_ppo] = NA if is_zs or v == ppo else (paired_cell(results, m, d, v, ppo, cfg) if trained
                                                             else MISSING)
+                row[rv_col], row[cf_col] = ((NA, NA) if is_zs else _ratio_cells(cfg, results, m, d, v) if trained
+                                            else (MISSING, MISSING))
                 rows.append(row)
-    columns = ["Model", "Dataset", "Source", "Method", "pass@1", vs_zs, vs_ppo]
+    columns = ["Model", "Dataset", "Source", "Method", "pass@1", vs_zs, vs_ppo, rv_col, cf_col]
     notes = ["pass@1 (greedy) on each test set of experiment `main`. " + INTERVAL_NOTE.replace("MPO − PPO", "− PPO")
              + " − zero-shot: the same paired bootstrap against the untrained model's grades (evaluated once, so"
              " paired with every seed).",
+             "ratio variance, clip fraction: the variance of the importance ratio each method clips (MPO: the block "
+             "ratio r̃; the others: the token ratio; GSPO: the sequence ratio) and the fraction of clipped tokens, "
+             "averaged over the training steps whose advantages are not all zero, mean over seeds ± 95 % Student-t "
+             "half-width over the seeds' run means (one seed: over its steps); the signal steps and seeds counted.",
              "The paper gives no numbers to set beside these: its Figure 3 shows GSM8K/MATH as bars without values "
              "(its MPO numbers are in Tables 5(a) and 6, its HumanEval numbers in Table 1)."]
     return Table("main_comparison", "Main comparison: pass@1 of every method with 95 % intervals and paired tests",
                  columns, rows, notes, align={"Model": "l", "Dataset": "l", "Source": "l", "Method": "l"})
+
+
+def _ratio_cells(cfg: dict, results, model: str, dataset: str, variant: str) -> tuple[str, str]:
+    """(ratio variance, clip fraction) over the non-zero-advantage steps of every seed's run (MISSING without runs)."""
+    from mpo.artifacts.collect import seed_runs, step_stats
+    from mpo.artifacts.metrics import ratio_var_column
+
+    runs = seed_runs(cfg, results, model, dataset, variant)
+    if not runs:
+        return MISSING, MISSING
+    out = []
+    for col_of, spec in ((ratio_var_column, ".2e"), (lambda df: "clip_frac" if "clip_frac" in df.columns else None,
+                                                     ".4f")):
+        st = step_stats(runs, col_of)
+        if not st["n_steps"]:
+            out.append(MISSING)
+            continue
+        hw = "" if st["lo"] != st["lo"] else f" ± {(st['hi'] - st['lo']) / 2:{spec}}"
+        out.append(f"{st['mean']:{spec}}{hw} ({st['n_steps']} steps, {st['n_seeds']} seed{'s' * (st['n_seeds'] > 1)})")
+    return out[0], out[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
