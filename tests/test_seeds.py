@@ -247,7 +247,12 @@ def test_main_comparison_ratio_statistics_use_signal_steps_over_seeds(tmp_path):
     (runs / "ppo_seed7" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new))
     cfg = S.for_experiment(_main_seeds(load_config(fixture / "config.yaml"), [1234, 7]), "main")
     row = next(r for r in tables.main_comparison(cfg, root).rows if r["Dataset"] == "gsm8k" and r["Method"] == "PPO")
-    base = [r["block_ratio_var"] for r in rows]  # the fixture's seed-1234 run logs no advantage signal: every step counts
+    import pandas as pd
+
+    from mpo.artifacts.collect import signal_steps
+
+    df = pd.DataFrame(rows)
+    base = df.loc[signal_steps(df).fillna(True).astype(bool), "block_ratio_var"].tolist()  # seed 1234's signal steps
     want = (sum(base) / len(base) + 1.0) / 2
     assert row["ratio variance"].startswith(f"{want:.2e} ± "), row["ratio variance"]
     assert f"({len(base) + len(rows) - 1} steps, 2 seeds)" in row["ratio variance"]
