@@ -9,7 +9,7 @@ SNAKE_ARGS ?=
 # the run's results folder is results/<config name>; the report is written there (recursive: read after the venv exists)
 REPORT ?= $(shell $(VPY) -c "import yaml; print('results/' + yaml.safe_load(open('$(CONFIG)'))['name'] + '/report.html')")
 
-.PHONY: venv reproduce smoke test test-fast test-dist lint dryrun-paper lock check-envs envs bench clean-results
+.PHONY: venv reproduce reproduce-all smoke test test-fast test-dist lint dryrun-paper lock check-envs envs bench clean-results
 
 $(STAMP): requirements/cpu.lock.txt requirements/nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ venv: $(STAMP)
 ## reproduce: run the whole pipeline on CONFIG (default: config/config.yaml), offline, CPU, then build its report.html
 reproduce: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) $(SNAKE_ARGS)
+	$(VENV)/bin/snakemake --cores 1 --configfile $(CONFIG) --report $(REPORT)
+
+## reproduce-all: every table and figure of CONFIG (the config's `targets` ignored): ablations, benchmarks, beyond
+reproduce-all: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) artifacts beyond $(SNAKE_ARGS)
 	$(VENV)/bin/snakemake --cores 1 --configfile $(CONFIG) --report $(REPORT)
 
 ## smoke: the CI-scale pipeline (tiny random model)
