@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from mpo import utils
+
 MANIFEST = "COMPLETE"
 _CHUNK = 1 << 20
 
@@ -40,18 +42,8 @@ def _payload_files(ckpt: Path) -> list[Path]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees either the old file or the whole new one."""
-    tmp = path.with_name(f".tmp.{path.name}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``text`` to ``path`` atomically and durably (fsync'd file and directory): :func:`mpo.utils.write_atomic`."""
+    utils.write_atomic(path, text, durable=True)
 
 
 def write_manifest(ckpt: Path, **extra) -> dict:

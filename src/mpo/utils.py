@@ -78,13 +78,29 @@ def resolve_dtype(name: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-def write_json(path: str | Path, obj: Any) -> None:
+def write_atomic(path: str | Path, text: str, durable: bool = False) -> None:
+    """Write ``text`` to ``path`` so that a reader sees either the old file or the whole new one (a temporary file
+    beside it, renamed over it). ``durable``: also fsync the file and its directory before returning, so the new
+    content survives a power loss (checkpoint manifests); off for ordinary outputs, where it would cost an fsync each."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f".tmp.{path.name}.{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=float)
+        f.write(text)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, default=float))
 
 
 def read_json(path: str | Path) -> Any:
