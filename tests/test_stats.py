@@ -59,6 +59,7 @@ def test_paired_bootstrap_detects_a_real_difference_and_labels_noise():
     # pairing removes the per-problem variation entirely: the difference is exactly 0.2 with a tiny interval
     assert t.diff == pytest.approx(0.2) and t.lo == pytest.approx(0.2) and t.p_value < 0.01
     assert not t.within_noise and (t.n_problems, t.n_seeds) == (40, 3)
+    assert "p<0.001" in stats.format_paired(t) and "p=0.000" not in stats.format_paired(t)  # no bootstrap p is 0
     same = stats.paired_bootstrap(b, b, n_boot=500, seed=0)
     assert same.within_noise and same.p_value == 1.0 and "within noise" in stats.format_paired(same)
 

@@ -166,5 +166,6 @@ def format_paired(t: PairedTest | None, digits: int = 3, missing: str = "MISSING
     """'+0.031 [-0.012, +0.074], p=0.17, within noise' (the label when the interval contains 0)."""
     if t is None:
         return missing
-    s = f"{t.diff:+.{digits}f} [{t.lo:+.{digits}f}, {t.hi:+.{digits}f}], p={t.p_value:.3f}"
+    p = "p<0.001" if t.p_value < 0.001 else f"p={t.p_value:.3f}"  # a bootstrap p of 0 means below its resolution
+    s = f"{t.diff:+.{digits}f} [{t.lo:+.{digits}f}, {t.hi:+.{digits}f}], {p}"
     return s + (", within noise" if t.within_noise else "")
