@@ -47,6 +47,10 @@ def test_a_data_change_fails_the_check(tmp_path):
     s = json.loads(summary.read_text())
     s["pass@1"] = 0.5
     summary.write_text(json.dumps(s))
+    grades = summary.with_name("completions.jsonl")  # the cell's mean and interval come from the per-problem grades
+    rows = [json.loads(x) for x in grades.read_text().splitlines() if x.strip()]
+    rows[0]["grade"] = 1.0 - float(rows[0]["grade"] or 0.0)
+    grades.write_text("".join(json.dumps(r) + "\n" for r in rows))
     problems = reference.check("fixture", tmp_path / "out", names=["table1"], root=root)
     assert problems and all("table1" in p and "sha256" in p for p in problems), problems
 
