@@ -65,6 +65,15 @@ def test_dag_trains_and_evaluates_every_seed(tmp_path):
 # ---- per-experiment seeds: the main comparison gets several, the ablations keep the config's ----
 
 
+def _fixture_copy(tmp_path):
+    """A writable copy of the synthetic results root tests/fixtures/runs (without its baselines)."""
+    import shutil
+
+    root = tmp_path / "r"
+    shutil.copytree(REPO / "tests" / "fixtures" / "runs", root, ignore=shutil.ignore_patterns("baseline"))
+    return root
+
+
 def _main_seeds(cfg, seeds):
     c = copy.deepcopy(cfg)
     c["seeds"] = None
@@ -102,8 +111,7 @@ def test_an_artifact_reports_exactly_its_experiments_seeds(tmp_path):
     from mpo.artifacts import registry, render
 
     fixture = REPO / "tests" / "fixtures" / "runs"
-    root = tmp_path / "r"
-    shutil.copytree(fixture, root, ignore=shutil.ignore_patterns("baseline"))
+    root = _fixture_copy(tmp_path)
     src = root / "eval" / "tiny-a" / "code" / "ppo"
     shutil.copytree(src, src.parent / "ppo_seed7")
     summary = json.loads((src / "summary.json").read_text())
@@ -159,8 +167,7 @@ def test_figures_3_and_curves_aggregate_the_experiments_seeds(tmp_path):
     from mpo.artifacts import render
 
     fixture = REPO / "tests" / "fixtures" / "runs"
-    root = tmp_path / "r"
-    shutil.copytree(fixture, root, ignore=shutil.ignore_patterns("baseline"))
+    root = _fixture_copy(tmp_path)
     ev = root / "eval" / "tiny-a" / "gsm8k" / "ppo"
     shutil.copytree(ev, ev.parent / "ppo_seed7")
     s = json.loads((ev / "summary.json").read_text())
@@ -204,8 +211,7 @@ def test_one_seed_gets_a_problems_only_interval_and_methods_pair_with_zero_shot(
     cell = S.accuracy_cell(fixture, "tiny-a", "code", "grpo", base)
     assert "± " in cell and S.PROBLEMS_ONLY in cell and "x1)" in cell, cell
 
-    root = tmp_path / "r"
-    shutil.copytree(fixture, root, ignore=shutil.ignore_patterns("baseline"))
+    root = _fixture_copy(tmp_path)
     ev = root / "eval" / "tiny-a" / "code"
     shutil.copytree(ev / "grpo", ev / "grpo_seed7")
     rows = [json.loads(x) for x in (ev / "grpo" / "completions.jsonl").read_text().splitlines() if x.strip()]
@@ -236,8 +242,7 @@ def test_main_comparison_ratio_statistics_use_signal_steps_over_seeds(tmp_path):
     from mpo.artifacts import tables
 
     fixture = REPO / "tests" / "fixtures" / "runs"
-    root = tmp_path / "r"
-    shutil.copytree(fixture, root, ignore=shutil.ignore_patterns("baseline"))
+    root = _fixture_copy(tmp_path)
     runs = root / "runs" / "tiny-a" / "gsm8k"
     shutil.copytree(runs / "ppo", runs / "ppo_seed7")
     rows = [json.loads(x) for x in (runs / "ppo" / "metrics.jsonl").read_text().splitlines() if x.strip()]

@@ -251,7 +251,7 @@ def curves_data(cfg: dict, results) -> pd.DataFrame:
     """Reward, response length, approx. KL and clip fraction per step for every method of the `curves` experiment:
     the mean over the experiment's seeds, with a 95 % Student-t interval over seeds (``lo``/``hi``; empty with one
     seed) and ``n_seeds``."""
-    from mpo.artifacts.collect_beyond import BEYOND_COLUMNS, over_seeds, seed_runs
+    from mpo.artifacts.collect_beyond import seed_curve_rows, seed_curves_frame, seed_runs
 
     e = experiment(cfg, "curves")
     rows = []
@@ -260,18 +260,8 @@ def curves_data(cfg: dict, results) -> pd.DataFrame:
             for v in e.variants:
                 info = _vinfo(cfg, v)
                 base = {"model": m, "dataset": d, "variant": v, "method": info["method"], "label": info["label"]}
-                runs = seed_runs(cfg, results, m, d, v)
-                if not runs:
-                    rows.append({**base, "status": MISSING})
-                    continue
-                for metric in CURVE_METRICS:
-                    for step, iv in over_seeds(runs, metric):
-                        rows.append({**base, "step": step, "metric": metric, "value": iv.mean, "lo": iv.lo,
-                                     "hi": iv.hi, "n_seeds": iv.n, "status": OK})
-    out = pd.DataFrame(rows, columns=BEYOND_COLUMNS)
-    for c in ("step", "n_seeds"):
-        out[c] = out[c].astype("Int64")
-    return out
+                rows += seed_curve_rows(base, seed_runs(cfg, results, m, d, v), CURVE_METRICS)
+    return seed_curves_frame(rows)
 
 
 REGIME_METRICS = ["reward", "ratio_var", "clip_frac", "grad_norm", "mtp_top1/k1"]

@@ -63,6 +63,22 @@ def over_seeds(runs: list[pd.DataFrame], metric: str) -> list[tuple[int, stats.I
     return out
 
 
+def seed_curve_rows(base: dict, runs: list[pd.DataFrame], metrics: list[str]) -> list[dict]:
+    """Rows (``base`` plus step, metric, mean over the seeds' runs, t interval, n_seeds) of each metric; one MISSING
+    row when there is no run."""
+    if not runs:
+        return [{**base, "status": MISSING}]
+    return [{**base, "step": step, "metric": metric, "value": iv.mean, "lo": iv.lo, "hi": iv.hi, "n_seeds": iv.n,
+             "status": OK} for metric in metrics for step, iv in over_seeds(runs, metric)]
+
+
+def seed_curves_frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=BEYOND_COLUMNS)
+    for c in ("step", "n_seeds"):
+        out[c] = out[c].astype("Int64")
+    return out
+
+
 def beyond_curves_data(cfg: dict, results) -> pd.DataFrame:
     from mpo.artifacts.tables_beyond import METHODS, beyond_variants
 
@@ -74,15 +90,5 @@ def beyond_curves_data(cfg: dict, results) -> pd.DataFrame:
             for label, v in variants.items():
                 name = v or dict(METHODS)[label]
                 base = {"model": m, "dataset": d, "variant": name, "method": name, "label": label}
-                runs = seed_runs(cfg, results, m, d, v) if v else []
-                if not runs:
-                    rows.append({**base, "status": MISSING})
-                    continue
-                for metric in BEYOND_METRICS:
-                    for step, iv in over_seeds(runs, metric):
-                        rows.append({**base, "step": step, "metric": metric, "value": iv.mean, "lo": iv.lo,
-                                     "hi": iv.hi, "n_seeds": iv.n, "status": OK})
-    out = pd.DataFrame(rows, columns=BEYOND_COLUMNS)
-    for c in ("step", "n_seeds"):
-        out[c] = out[c].astype("Int64")
-    return out
+                rows += seed_curve_rows(base, seed_runs(cfg, results, m, d, v) if v else [], BEYOND_METRICS)
+    return seed_curves_frame(rows)
